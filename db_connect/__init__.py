@@ -1,0 +1,4 @@
+"""db_connect: a read-only REST API over the warehouse's exposed Postgres schemas.
+
+Run it with `uvicorn db_connect.app:app`; build test apps with `db_connect.app.create_app(settings)`.
+"""

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Every test, from a fresh Debian machine: lint, unit, integration (real Postgres) and e2e (a real swarm).
+# Usage: scripts/test.sh [pytest arguments...]   (run as root)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+apt_install debootstrap ca-certificates postgresql-15 postgresql-client-15
+ensure_engine
+ensure_swarm
+ensure_venv "$ROOT/requirements-dev.txt"
+cd "$ROOT"
+log "ruff"
+"$VENV/bin/ruff" check .
+log "pytest"
+exec "$VENV/bin/pytest" -ra "$@"

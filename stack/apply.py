@@ -1,0 +1,130 @@
+"""Apply: make the swarm match a plan, one component stack at a time, skipping what is unchanged.
+
+Order per component: network, secrets, images, certificates, nginx -t, `stack deploy`, wait until
+converged, then record the deployed digest. A component whose digest matches the record is not touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from python_on_whales import DockerException, docker
+
+from stack import certs, images, names, secrets, swarm
+from stack.plan import ComponentPlan, Plan, write_plan
+from stack.progress import say, step
+from stack.verify import DeployError, wait_converged
+
+CONVERGE_TIMEOUT_S = 180
+
+
+def apply(plan: Plan, selected: list[str]) -> list[str]:
+    """Deploy the selected components; return the names of those that changed."""
+    settings = plan.settings
+    chosen = [cp for cp in plan.components if cp.name in selected]
+    with step("preparing network, secrets and node labels"):
+        ensure_network(plan.network, settings.prefix)
+        created = secrets.ensure_generated(
+            [s for cp in plan.components for s in cp.secrets if s != plan.tls.key_secret], settings.prefix
+        )
+        for name in created:
+            say(f"  generated secret {name}")
+        if "postgres" in selected:
+            _ensure_node_label(names.node_label(settings.prefix, "postgres"))
+    images.ensure([ref for cp in chosen for ref in cp.images])
+    if "webserver" in selected and settings.certificates == "local":
+        reader = images.reader(settings)
+        images.ensure([reader])
+        with step(f"checking certificates for {', '.join(plan.tls.hosts)}"):
+            if certs.ensure_local(settings, plan.tls, reader.ref):
+                say("  issued a new certificate from the local CA")
+    write_plan(plan)
+    changed = []
+    for cp in chosen:
+        if _deploy(plan, cp):
+            changed.append(cp.name)
+    return changed
+
+
+def ensure_network(name: str, prefix: str) -> None:
+    if not docker.network.exists(name):
+        docker.network.create(name, driver="overlay", attachable=True, labels={names.PREFIX_LABEL: prefix})
+
+
+def _ensure_node_label(label: str) -> None:
+    """Pin a stateful component to this node the first time; later runs keep wherever its volume lives."""
+    if not swarm.node_labelled(label):
+        docker.node.update(docker.info().swarm.node_id, labels_add={label: "true"})
+
+
+def _deploy(plan: Plan, cp: ComponentPlan) -> bool:
+    prefix = plan.settings.prefix
+    record = swarm.deployed(prefix, cp.name)
+    if record and record.digest == cp.digest and swarm.services(cp.stack_name):
+        say(f"✓ {cp.name}: unchanged")
+        return False
+    stack_file = plan.directory(cp.name) / "stack.yml"
+    if cp.name == "webserver":
+        with step("checking nginx configuration with nginx -t"):
+            check_nginx(cp.images[0].ref, plan.directory(cp.name) / "nginx.conf")
+    with step(f"deploying {cp.name} (stack {cp.stack_name})"):
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        docker.stack.deploy(cp.stack_name, [stack_file], prune=True, resolve_image="never")
+        time.sleep(1)  # let Swarm register the update before it is watched
+        wait_converged(cp.stack_name, since, CONVERGE_TIMEOUT_S)
+    _record(prefix, cp, record)
+    return True
+
+
+def check_nginx(image: str, conf: Path) -> None:
+    """Run `nginx -t` on the rendered config in a throwaway container, with a throwaway certificate."""
+    key, cert = certs.new_ca("nginx -t")
+    with tempfile.TemporaryDirectory(prefix="sawmill-nginx-") as tmp:
+        (Path(tmp) / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (Path(tmp) / "tls.key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        try:
+            docker.run(
+                image,
+                ["nginx", "-t", "-q", "-c", "/etc/nginx/nginx.conf"],
+                volumes=[
+                    (conf.resolve(), "/etc/nginx/nginx.conf", "ro"),
+                    (Path(tmp) / "tls.crt", "/etc/nginx/tls/tls.crt", "ro"),
+                    (Path(tmp) / "tls.key", "/run/secrets/tls.key", "ro"),
+                ],
+                networks=["none"],
+                remove=True,
+            )
+        except DockerException as exc:
+            raise DeployError(f"nginx rejected the rendered {conf}:\n{exc.stderr or exc.stdout}") from None
+
+
+def _record(prefix: str, cp: ComponentPlan, previous: swarm.Deployed | None) -> None:
+    """Remember what was deployed, as a Docker config holding the stack file (readable by `plan`)."""
+    name = f"{prefix}_{cp.name}_deployed_{cp.digest}"
+    if not any(c.spec.name == name for c in docker.config.list(filters={"name": name})):
+        with secrets.fifo(cp.files["stack.yml"].encode()) as path:
+            docker.config.create(
+                name,
+                path,
+                labels={
+                    names.PREFIX_LABEL: prefix,
+                    names.COMPONENT_LABEL: cp.name,
+                    swarm.DIGEST_LABEL: cp.digest,
+                },
+            )
+    if previous and previous.config_name != name:
+        docker.config.remove(previous.config_name)
+
+
+def forget(prefix: str, component: str) -> None:
+    record = swarm.deployed(prefix, component)
+    if record:
+        docker.config.remove(record.config_name)

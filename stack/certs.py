@@ -1,0 +1,159 @@
+"""TLS certificates in `local` mode: a local CA, kept across runs, signs one certificate for every host name.
+
+Key material exists only in memory and in Docker secrets. The CA certificate is public: it is kept as a
+Docker config and exported to build/ca.crt for the user to trust. Certificate names carry a digest of the
+host names, so the same configuration always renders the same stack and a new host name issues a new one.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from python_on_whales import docker
+
+from stack import names, secrets
+from stack.config import Settings
+
+CA_DAYS = 3650
+LEAF_DAYS = 825
+
+
+@dataclass(frozen=True)
+class TlsNames:
+    hosts: tuple[str, ...]
+    crt_config: str
+    key_secret: str
+    ca_config: str
+    ca_key_secret: str
+
+
+def tls_names(settings: Settings) -> TlsNames:
+    hosts = tuple(sorted(set(settings.subdomains.values()) | {settings.domain}))
+    digest = hashlib.sha256("\n".join(hosts).encode()).hexdigest()[:10]
+    prefix = settings.prefix
+    return TlsNames(
+        hosts=hosts,
+        crt_config=f"{prefix}_tls_crt_{digest}",
+        key_secret=f"{prefix}_tls_key_{digest}",
+        ca_config=f"{prefix}_ca_crt",
+        ca_key_secret=f"{prefix}_ca_key",
+    )
+
+
+def ca_path(settings: Settings) -> Path:
+    return (settings.build_dir / "ca.crt").resolve()
+
+
+def ensure_local(settings: Settings, tls: TlsNames, reader_image: str) -> bool:
+    """Make sure the CA and a certificate for `tls.hosts` exist; return True if one was issued."""
+    prefix = settings.prefix
+    issued = False
+    if not (_config_exists(tls.crt_config) and secrets.exists(tls.key_secret)):
+        ca_key, ca_cert = _load_or_create_ca(tls, prefix, reader_image)
+        key, cert = issue(tls.hosts, ca_key, ca_cert)
+        secrets.create(tls.key_secret, _key_pem(key), prefix)
+        _create_config(tls.crt_config, cert.public_bytes(serialization.Encoding.PEM), prefix)
+        issued = True
+    path = ca_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_read_config(tls.ca_config))
+    return issued
+
+
+def issue(
+    hosts: tuple[str, ...], ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=LEAF_DAYS))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def new_ca(prefix: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Sawmill local CA ({prefix})")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _load_or_create_ca(
+    tls: TlsNames, prefix: str, reader_image: str
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    if _config_exists(tls.ca_config) and secrets.exists(tls.ca_key_secret):
+        key = serialization.load_pem_private_key(secrets.read(tls.ca_key_secret, reader_image, prefix), None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return key, x509.load_pem_x509_certificate(_read_config(tls.ca_config))
+    key, cert = new_ca(prefix)
+    if _config_exists(tls.ca_config):  # half a CA is no CA: start over
+        docker.config.remove(tls.ca_config)
+    secrets.remove(secrets.listed({"name": tls.ca_key_secret}))
+    secrets.create(tls.ca_key_secret, _key_pem(key), prefix)
+    _create_config(tls.ca_config, cert.public_bytes(serialization.Encoding.PEM), prefix)
+    return key, cert
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _config_exists(name: str) -> bool:
+    return any(c.spec.name == name for c in docker.config.list(filters={"name": name}))
+
+
+def _read_config(name: str) -> bytes:
+    return base64.b64decode(docker.config.inspect(name).spec.data)
+
+
+def _create_config(name: str, data: bytes, prefix: str) -> None:
+    with secrets.fifo(data) as path:
+        docker.config.create(name, path, labels={names.PREFIX_LABEL: prefix})

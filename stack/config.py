@@ -1,0 +1,173 @@
+"""The one typed configuration: `sawmill.toml` (optional) + `SAWMILL_*` environment overrides + defaults.
+
+The defaults are the local platform (`localhost`, local CA, locally built images), so a zero-config
+`deploy.py up` works. Every validation error names the key and says how to fix it, before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+
+from stack.components import COMPONENTS
+
+CONFIG_ENV = "SAWMILL_CONFIG"
+DEFAULT_CONFIG_FILE = Path("sawmill.toml")
+
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_DOMAIN_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,19}$")
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class ConfigError(Exception):
+    """Configuration is invalid; `str()` lists each bad key with the fix."""
+
+
+class DbConnectSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    replicas: int = Field(default=2, ge=1, le=20)
+    exposed_schemas: list[str] = ["consumption"]
+
+
+class Settings(BaseSettings):
+    """Everything `deploy.py` needs to know about the platform it manages."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SAWMILL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    domain: str = Field(default="localhost", description="base domain; services get subdomains of it")
+    email: str | None = Field(default=None, description="contact address for the ACME account")
+    prefix: str = Field(default="sawmill", description="prefix of every stack, secret, network and volume")
+    components: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(COMPONENTS), description="components to run (default: all)"
+    )
+    http_port: Port = 80
+    https_port: Port = 443
+    certificates: Literal["local", "acme", "files"] = "local"
+    images: Literal["local", "registry"] = "local"
+    image_overrides: dict[str, str] = Field(
+        default_factory=dict, description="image name -> reference to run instead (pinning, canaries)"
+    )
+    build_dir: Path = Path("build")
+    db_connect: DbConnectSettings = Field(default_factory=DbConnectSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_FILE))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        value = value.strip().lower()
+        if len(value) > 200 or not _DOMAIN_RE.match(value):
+            raise ValueError(f"{value!r} is not a DNS name: use letters, digits, '-' and '.', e.g. 'example.com'")
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL_RE.match(value):
+            raise ValueError(f"{value!r} is not an email address, e.g. 'ops@example.com'")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not _PREFIX_RE.match(value):
+            raise ValueError(f"{value!r} must be 1-20 lowercase letters/digits starting with a letter")
+        return value
+
+    @field_validator("components", mode="before")
+    @classmethod
+    def _split_components(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("components")
+    @classmethod
+    def _known_components(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in COMPONENTS]
+        if unknown:
+            raise ValueError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(COMPONENTS)}")
+        return [name for name in COMPONENTS if name in value]
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        for name in self.components:
+            missing = [dep for dep in COMPONENTS[name].requires if dep not in self.components]
+            if missing:
+                raise ValueError(f"components: {name} needs {', '.join(missing)}; add it to components")
+        if self.http_port == self.https_port:
+            raise ValueError("http_port and https_port must differ")
+        if self.certificates == "acme" and not self.email:
+            raise ValueError("email: certificates = 'acme' needs an email address for the ACME account")
+        if self.certificates == "acme" and self.domain == "localhost":
+            raise ValueError("certificates: no public CA issues for 'localhost'; use 'local' or a real domain")
+        return self
+
+    @property
+    def subdomains(self) -> dict[str, str]:
+        """Host name of each enabled component that serves HTTP, keyed by component."""
+        hosts = {}
+        for name in self.components:
+            sub = COMPONENTS[name].subdomain
+            if sub is not None:
+                hosts[name] = f"{sub}.{self.domain}" if sub else self.domain
+        return hosts
+
+    def url(self, host: str) -> str:
+        port = "" if self.https_port == 443 else f":{self.https_port}"
+        return f"https://{host}{port}/"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load and validate; raise ConfigError naming each bad key (with its env variable) and the fix."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except SettingsError as exc:  # e.g. a JSON value in the environment that does not parse
+        raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if not key and ":" in message:
+            key, message = (part.strip() for part in message.split(":", 1))
+        key = key or "config"
+        env = "SAWMILL_" + key.upper().replace(".", "__")
+        lines.append(f"  {key} (env {env}): {message}")
+    lines.append(f"fix the key in {os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_FILE)} or the environment")
+    return "\n".join(lines)

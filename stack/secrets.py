@@ -1,0 +1,119 @@
+"""Generated secrets, kept only as Docker secrets.
+
+Values reach Docker through a FIFO, so they never touch a disk or a process's arguments; reading one back
+(`deploy.py secrets show`, re-signing with the local CA) runs a one-shot service that mounts it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets as random
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
+from pathlib import Path
+
+from python_on_whales import DockerException, docker
+from python_on_whales.components.secret.cli_wrapper import Secret
+
+from stack import names
+
+READ_TIMEOUT_S = 60
+
+
+def generate() -> bytes:
+    """A 32-character alphanumeric value: strong, and safe in URLs, DSNs and shell variables."""
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return "".join(random.choice(alphabet) for _ in range(32)).encode()
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """python-on-whales 0.81 prints "reference: <id>" for every Secret object it makes; keep stdout clean."""
+    with redirect_stdout(io.StringIO()):
+        yield
+
+
+def listed(filters: dict[str, str]) -> list[Secret]:
+    with _quiet():
+        found = docker.secret.list(filters=filters)
+        for secret in found:
+            secret.spec  # noqa: B018 -- inspect now, while stdout is redirected
+        return found
+
+
+def exists(name: str) -> bool:
+    return any(s.spec.name == name for s in listed({"name": name}))
+
+
+def remove(found: list[Secret]) -> None:
+    if not found:
+        return
+    with _quiet():
+        docker.secret.remove(found)
+
+
+def create(name: str, value: bytes, prefix: str) -> None:
+    with fifo(value) as path, _quiet():
+        docker.secret.create(name, path, labels={names.PREFIX_LABEL: prefix})
+
+
+def ensure_generated(full_names: list[str], prefix: str) -> list[str]:
+    """Create each missing secret with a fresh random value; existing ones are never rotated silently."""
+    created = []
+    for name in full_names:
+        if not exists(name):
+            create(name, generate(), prefix)
+            created.append(name)
+    return created
+
+
+def read(name: str, image: str, prefix: str) -> bytes:
+    """Read a secret's value through a one-shot service that mounts it (the only way Swarm allows)."""
+    if not exists(name):
+        raise KeyError(name)
+    service = docker.service.create(
+        image,
+        ["cat", "/run/secrets/value"],
+        secrets=[{"source": name, "target": "value"}],
+        restart_condition="none",
+        labels={names.PREFIX_LABEL: prefix},
+        detach=True,
+    )
+    try:
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while time.monotonic() < deadline:
+            states = {t.status.state for t in docker.service.ps(service)}
+            if "complete" in states:
+                return docker.service.logs(service, raw=True, task_ids=False).encode()
+            if states & {"failed", "rejected"}:
+                raise DockerException(["secret reader"], 1, stderr=f"could not read secret {name}".encode())
+            time.sleep(0.3)
+        raise TimeoutError(f"reading secret {name} took longer than {READ_TIMEOUT_S} s")
+    finally:
+        docker.service.remove(service)
+
+
+@contextmanager
+def fifo(value: bytes) -> Iterator[Path]:
+    """A named pipe that yields `value` once to whoever opens it: a file path with nothing on disk."""
+    with tempfile.TemporaryDirectory(prefix="sawmill-") as tmp:
+        path = Path(tmp) / "value"
+        os.mkfifo(path, 0o600)
+
+        def feed() -> None:
+            with open(path, "wb") as pipe:
+                pipe.write(value)
+
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
+        try:
+            yield path
+        finally:
+            if writer.is_alive():  # the reader never opened the pipe: unblock the writer
+                with open(path, "rb") as pipe:
+                    pipe.read()
+            writer.join()

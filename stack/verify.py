@@ -1,0 +1,121 @@
+"""Verify: wait until a stack's services converged, and until every subdomain answers through nginx.
+
+On failure the error carries what a person needs next: the failing task's error and its last log lines.
+Swarm itself rolls a failed update back (update_config.failure_action), so the old version keeps serving.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from python_on_whales import DockerException, docker
+from python_on_whales.components.service.cli_wrapper import Service
+
+from stack import swarm
+from stack.config import Settings
+from stack.http import get
+from stack.progress import say
+
+IN_PROGRESS = {"updating", "rollback_started"}
+FAILED = {"rollback_completed", "rollback_paused", "paused"}
+LOG_LINES = 20
+
+
+class DeployError(Exception):
+    """A component did not converge; the message says why and shows the evidence."""
+
+
+def wait_converged(stack_name: str, since: dt.datetime, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last_report = 0.0
+    while True:
+        pending = []
+        for service in swarm.services(stack_name):
+            problem = _pending(service, since)
+            if problem == "failed":
+                raise DeployError(_explain(service, since))
+            if problem:
+                pending.append(f"{service.spec.name}: {problem}")
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            failing = [s for s in swarm.services(stack_name) if _pending(s, since)]
+            raise DeployError(
+                f"{stack_name} did not converge within {timeout_s:.0f} s\n"
+                + "\n".join(_explain(s, since) for s in failing)
+            )
+        if time.monotonic() - last_report > 5:
+            say(f"  waiting: {'; '.join(pending)}")
+            last_report = time.monotonic()
+        time.sleep(0.5)
+
+
+def _pending(service: Service, since: dt.datetime) -> str | None:
+    """None when the service is where it should be, "failed" when Swarm gave up, else what it waits for."""
+    update = swarm.update_started_after(service, since)
+    if update in FAILED:
+        return "failed"
+    if update in IN_PROGRESS:
+        return update.replace("_", " ")
+    tasks = swarm.tasks(service)
+    if swarm.is_job(service):
+        if not tasks:
+            return "job not started"
+        state = tasks[0].status.state
+        return None if state == "complete" else f"job {state}"
+    want = swarm.desired_replicas(service)
+    have = swarm.running(tasks)
+    if want is None:  # global: one per eligible node
+        want = max(1, sum(1 for t in tasks if t.desired_state == "running"))
+    return None if have >= want else f"{have}/{want} running"
+
+
+def _explain(service: Service, since: dt.datetime) -> str:
+    lines = [f"service {service.spec.name} failed to converge"]
+    if service.update_status and service.update_status.message:
+        lines.append(f"  swarm: {service.update_status.state}: {service.update_status.message}")
+    failed = [
+        t
+        for t in swarm.tasks(service)
+        if t.status.state in {"failed", "rejected", "shutdown"}
+        and (t.status.err or t.status.state != "shutdown")
+        and t.created_at
+        and t.created_at >= since
+    ][:2]
+    for task in failed:
+        lines.append(f"  task {task.id[:12]}: {task.status.state}: {task.status.err or task.status.message}")
+        try:
+            log = docker.service.logs(task.id, tail=LOG_LINES, task_ids=False)
+        except DockerException:
+            log = ""
+        lines.extend(f"    | {line}" for line in log.splitlines()[-LOG_LINES:])
+    if not failed:
+        lines.append("  no failed task; last log lines:")
+        log = docker.service.logs(service.id, tail=LOG_LINES)
+        lines.extend(f"    | {line}" for line in log.splitlines()[-LOG_LINES:])
+    return "\n".join(lines)
+
+
+def wait_routes(settings: Settings, checks: list[tuple[str, str]], cafile: str | None, timeout_s: float) -> None:
+    """Wait until each (host, path) answers through nginx on 127.0.0.1 with a status below 500."""
+    deadline = time.monotonic() + timeout_s
+    pending = list(checks)
+    last: dict[tuple[str, str], str] = {}
+    while pending:
+        for check in list(pending):
+            try:
+                status = get(check[0], settings.https_port, check[1], cafile=cafile, timeout=3).status
+            except OSError as exc:
+                last[check] = str(exc)
+                continue
+            last[check] = f"HTTP {status}"
+            if status < 500:
+                pending.remove(check)
+        if pending and time.monotonic() > deadline:
+            raise DeployError(
+                "no answer through nginx:\n"
+                + "\n".join(f"  {settings.url(h).rstrip('/')}{p}: {last.get((h, p))}" for h, p in pending)
+            )
+        if pending:
+            time.sleep(0.5)

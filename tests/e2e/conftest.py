@@ -1,0 +1,109 @@
+"""A real platform on the real local swarm, beside any platform already running there.
+
+The tests use their own prefix and ports, run `deploy.py` exactly as a user does, and remove everything
+they created at the end (`down --purge`), checking that nothing with their prefix is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from python_on_whales import docker
+
+from stack import http, secrets
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFIX = os.environ.get("SAWMILL_E2E_PREFIX", "sawmille2e")
+HTTP_PORT = int(os.environ.get("SAWMILL_E2E_HTTP_PORT", "18080"))
+HTTPS_PORT = int(os.environ.get("SAWMILL_E2E_HTTPS_PORT", "18443"))
+
+
+@dataclass
+class Platform:
+    build_dir: Path
+    env: dict[str, str]
+    api_key: str = field(default="")
+    up_output: str = field(default="")
+
+    @property
+    def cafile(self) -> str:
+        return str(self.build_dir / "ca.crt")
+
+    def deploy(self, *args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        """Run `python deploy.py ARGS` as a user would, with this platform's settings."""
+        result = subprocess.run(
+            [sys.executable, "deploy.py", *args],
+            cwd=ROOT,
+            env=self.env | extra_env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"deploy.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def get(self, host: str, path: str = "/", **kwargs: object) -> http.Response:
+        return http.get(host, HTTPS_PORT, path, cafile=self.cafile, **kwargs)
+
+    def api(self, path: str) -> http.Response:
+        return self.get("api.localhost", path, headers={"Authorization": f"Bearer {self.api_key}"})
+
+    def status(self) -> dict:
+        return json.loads(self.deploy("status", "--json").stdout)
+
+    def psql(self, sql: str) -> str:
+        """Run SQL as the superuser inside the Postgres container (local socket, no password)."""
+        container = running_container(f"{PREFIX}_postgres_server")
+        return docker.execute(container, ["psql", "-U", "postgres", "-d", "warehouse", "-tAc", sql])
+
+
+def running_container(service: str) -> str:
+    found = docker.container.list(filters={"label": f"com.docker.swarm.service.name={service}"})
+    assert found, f"no running container of {service}"
+    return found[0].id
+
+
+def prefixed_objects() -> list[str]:
+    label = {"label": f"sawmill.prefix={PREFIX}"}
+    stack_label = [
+        {"label": f"com.docker.stack.namespace={PREFIX}_{c}"} for c in ("postgres", "db_connect", "webserver")
+    ]
+    found = [s.spec.name for s in secrets.listed(label)]
+    found += [c.spec.name for c in docker.config.list(filters=label)]
+    found += [n.name for n in docker.network.list(filters={"name": f"{PREFIX}_"})]
+    for selector in stack_label:
+        found += [s.spec.name for s in docker.service.list(filters=selector)]
+        found += [v.name for v in docker.volume.list(filters=selector)]
+    found += [k for node in docker.node.list() for k in (node.spec.labels or {}) if k.startswith(f"{PREFIX}.")]
+    return found
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    build_dir = tmp_path_factory.mktemp("build")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAWMILL_")}
+    env |= {
+        "SAWMILL_CONFIG": str(build_dir / "absent.toml"),
+        "SAWMILL_PREFIX": PREFIX,
+        "SAWMILL_HTTP_PORT": str(HTTP_PORT),
+        "SAWMILL_HTTPS_PORT": str(HTTPS_PORT),
+        "SAWMILL_BUILD_DIR": str(build_dir),
+    }
+    p = Platform(build_dir=build_dir, env=env)
+    assert not prefixed_objects(), f"leftovers of an earlier run with prefix {PREFIX}: {prefixed_objects()}"
+    try:
+        up = p.deploy("up")
+        p.up_output = up.stdout + up.stderr
+        p.api_key = p.deploy("secrets", "show", "db_connect_api_key").stdout.strip()
+        yield p
+    finally:
+        p.deploy("down", "--purge", check=False)
+        assert not prefixed_objects(), f"down --purge left {prefixed_objects()}"

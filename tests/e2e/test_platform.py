@@ -1,0 +1,241 @@
+"""The platform on a real swarm: deployed from zero, reached only through nginx on 80/443, updated
+without dropping a request, rolled back when a release is bad, and keeping its data across down/up.
+
+Tests run in file order against one platform (see conftest.py); each states one behaviour.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from python_on_whales import docker
+
+from stack import http as https
+
+from .conftest import HTTP_PORT, HTTPS_PORT, PREFIX, Platform, running_container
+
+pytestmark = pytest.mark.e2e
+
+
+def service_versions() -> dict[str, int]:
+    return {s.spec.name: s.version.index for s in docker.service.list() if s.spec.name.startswith(f"{PREFIX}_")}
+
+
+def task_ids() -> set[str]:
+    return {
+        t.id
+        for s in docker.service.list()
+        if s.spec.name.startswith(f"{PREFIX}_")
+        for t in docker.service.ps(s)
+        if t.desired_state == "running"
+    }
+
+
+def plain_http(path: str, host: str) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=5)
+    conn.request("GET", path, headers={"Host": host})
+    return conn.getresponse()
+
+
+def test_cold_up_serves_the_api_over_tls_verified_by_the_local_ca(platform: Platform) -> None:
+    health = platform.get("api.localhost", "/health")
+    assert health.status == 200
+    assert json.loads(health.body) == {"status": "ok"}
+    assert Path(platform.cafile).read_text().startswith("-----BEGIN CERTIFICATE-----")
+    assert "https://api.localhost:18443/" in platform.up_output
+    assert f"local CA certificate: {platform.cafile}" in platform.up_output
+
+
+def test_status_reports_every_service_healthy_with_its_url(platform: Platform) -> None:
+    status = platform.status()
+    assert status["ca_certificate"] == platform.cafile
+    rows = {(r["component"], r["service"]): r for r in status["services"]}
+    assert rows[("db_connect", "api")]["replicas"] == "2/2"
+    assert rows[("db_connect", "api")]["url"] == "https://api.localhost:18443/"
+    assert rows[("postgres", "init")]["health"] == "completed"
+    assert {r["health"] for k, r in rows.items() if k != ("postgres", "init")} == {"healthy"}
+
+
+def test_http_redirects_to_https_except_acme_challenges(platform: Platform) -> None:
+    redirect = plain_http("/health?x=1", "api.localhost")
+    assert redirect.status == 301
+    assert redirect.getheader("Location") == "https://api.localhost:18443/health?x=1"
+    challenge = plain_http("/.well-known/acme-challenge/some-token", "api.localhost")
+    assert challenge.status == 404  # served from the webroot, not redirected
+
+
+def test_an_unknown_host_gets_no_service(platform: Platform) -> None:
+    with pytest.raises(ssl.SSLError):
+        platform.get("evil.example.com", "/")
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+        plain_http("/", "evil.example.com")
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):  # known SNI, unknown Host
+        https.get("api.localhost", HTTPS_PORT, "/", cafile=platform.cafile, headers={"Host": "evil.example.com"})
+
+
+def test_tls_is_modern_and_security_headers_are_set(platform: Platform) -> None:
+    response = platform.get("api.localhost", "/health")
+    assert response.headers["strict-transport-security"] == "max-age=63072000"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    old = ssl.create_default_context(cafile=platform.cafile)
+    old.minimum_version = ssl.TLSVersion.TLSv1
+    old.maximum_version = ssl.TLSVersion.TLSv1_1
+    old.set_ciphers("ALL:@SECLEVEL=0")
+    with socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=5) as sock, pytest.raises(ssl.SSLError):
+        old.wrap_socket(sock, server_hostname="api.localhost")
+
+
+def test_nothing_but_the_two_web_ports_is_published(platform: Platform) -> None:
+    published = {
+        (s.spec.name, p.target_port, p.published_port, p.publish_mode)
+        for s in docker.service.list()
+        if s.spec.name.startswith(f"{PREFIX}_")
+        for p in (s.endpoint.ports or [])
+    }
+    assert published == {
+        (f"{PREFIX}_webserver_nginx", 80, HTTP_PORT, "host"),
+        (f"{PREFIX}_webserver_nginx", 443, HTTPS_PORT, "host"),
+    }
+
+
+def test_landing_page_lists_services_with_live_health(platform: Platform) -> None:
+    page = platform.get("localhost", "/")
+    assert page.status == 200
+    assert b"https://api.localhost:18443/" in page.body
+    assert platform.get("localhost", "/health/db_connect").status == 200
+
+
+def test_the_api_needs_its_generated_key(platform: Platform) -> None:
+    assert platform.get("api.localhost", "/").status == 401
+    assert len(platform.api_key) == 32
+    listing = platform.api("/")
+    assert listing.status == 200, listing.body
+
+
+def test_secrets_appear_in_no_rendered_file_service_spec_or_log(platform: Platform) -> None:
+    values = [
+        platform.api_key,
+        platform.deploy("secrets", "show", "db_connect_db_password").stdout.strip(),
+        platform.deploy("secrets", "show", "postgres_password").stdout.strip(),
+    ]
+    assert all(len(v) == 32 for v in values)
+    rendered = "".join(p.read_text() for p in platform.build_dir.rglob("*") if p.is_file())
+    services = [s for s in docker.service.list() if s.spec.name.startswith(f"{PREFIX}_")]
+    specs = subprocess.run(
+        ["docker", "service", "inspect", *[s.id for s in services]], capture_output=True, text=True, check=True
+    ).stdout
+    logs = "".join(docker.service.logs(s) for s in services)
+    for value in values:
+        assert value not in rendered
+        assert value not in specs
+        assert value not in logs
+        assert value not in platform.up_output
+
+
+def test_bad_config_changes_nothing_and_names_the_key(platform: Platform) -> None:
+    before = service_versions()
+    result = platform.deploy("up", check=False, SAWMILL_DOMAIN="bad domain.com")
+    assert result.returncode == 2
+    assert "domain (env SAWMILL_DOMAIN)" in result.stderr
+    result = platform.deploy("up", "spark", check=False)
+    assert result.returncode == 2 and "unknown component(s) spark" in result.stderr
+    assert service_versions() == before
+
+
+def test_a_second_up_updates_no_service(platform: Platform) -> None:
+    tasks, versions = task_ids(), service_versions()
+    result = platform.deploy("up")
+    for component in ("postgres", "db_connect", "webserver"):
+        assert f"{component}: unchanged" in result.stderr
+    assert task_ids() == tasks
+    assert service_versions() == versions
+
+
+def build_variant(tag: str, extra: str) -> str:
+    """A new db_connect image derived from the running one (a new release, as far as Swarm can tell)."""
+    current = docker.service.inspect(f"{PREFIX}_db_connect_api").spec.task_template.container_spec.image
+    current = current.split("@")[0]
+    dockerfile = f"FROM {current}\n{extra}\n"
+    subprocess.run(
+        ["docker", "build", "-q", "-t", tag, "-"], input=dockerfile, text=True, check=True, capture_output=True
+    )
+    return tag
+
+
+class Poller:
+    """GET /health through nginx every 0.1 s (at most 3000 times) and count what failed."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform, self.ok, self.failed, self.errors = platform, 0, 0, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        for _ in range(3000):
+            if self._stop.is_set():
+                return
+            try:
+                status = self.platform.get("api.localhost", "/health", timeout=5).status
+            except OSError as exc:
+                status = repr(exc)
+            if status == 200:
+                self.ok += 1
+            else:
+                self.failed += 1
+                self.errors.append(status)
+            time.sleep(0.1)
+
+    def __enter__(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def test_a_rolling_update_of_db_connect_drops_no_request(platform: Platform) -> None:
+    tag = build_variant("sawmill/db_connect:e2e-release", 'LABEL release="e2e"')
+    with Poller(platform) as poller:
+        platform.deploy("up", "db_connect", SAWMILL_IMAGE_OVERRIDES=json.dumps({"db_connect": tag}))
+        time.sleep(2)
+    assert poller.failed == 0, poller.errors[:5]
+    assert poller.ok > 20
+    image = docker.service.inspect(f"{PREFIX}_db_connect_api").spec.task_template.container_spec.image
+    assert image.startswith(tag)
+
+
+def test_a_release_that_fails_its_health_check_is_rolled_back(platform: Platform) -> None:
+    good = docker.service.inspect(f"{PREFIX}_db_connect_api").spec.task_template.container_spec.image
+    bad = build_variant("sawmill/db_connect:e2e-broken", "ENV PGPORT=1")  # cannot reach its database
+    with Poller(platform) as poller:
+        result = platform.deploy(
+            "up", "db_connect", check=False, SAWMILL_IMAGE_OVERRIDES=json.dumps({"db_connect": bad})
+        )
+    assert result.returncode == 1
+    assert "rollback" in result.stderr
+    assert "task " in result.stderr and "| " in result.stderr  # the failing task's error and its log lines
+    assert docker.service.inspect(f"{PREFIX}_db_connect_api").spec.task_template.container_spec.image == good
+    assert poller.failed == 0, poller.errors[:5]
+    assert platform.get("api.localhost", "/health").status == 200
+
+
+def test_data_survives_down_and_up(platform: Platform) -> None:
+    platform.psql("CREATE TABLE consumption.survivors (id int primary key, name text)")
+    platform.psql("INSERT INTO consumption.survivors VALUES (1, 'kept')")
+    old_container = running_container(f"{PREFIX}_postgres_server")
+    platform.deploy("down")
+    assert not [s for s in docker.service.list() if s.spec.name.startswith(f"{PREFIX}_")]
+    platform.deploy("up")
+    assert running_container(f"{PREFIX}_postgres_server") != old_container
+    rows = platform.api("/consumption/survivors")
+    assert rows.status == 200, rows.body
+    assert json.loads(rows.body) == [{"id": 1, "name": "kept"}]

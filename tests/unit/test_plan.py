@@ -1,0 +1,136 @@
+"""Rendering: stack files and nginx config follow the platform's rules, purely from settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stack import plan
+from stack.config import load_settings
+
+
+@pytest.fixture
+def rendered(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> plan.Plan:
+    monkeypatch.setenv("SAWMILL_BUILD_DIR", str(isolated_env / "build"))
+    return plan.make_plan(load_settings())
+
+
+def stack_of(p: plan.Plan, component: str) -> dict:
+    return yaml.safe_load(p.component(component).files["stack.yml"])
+
+
+def test_every_component_renders_a_stack_in_deploy_order(rendered: plan.Plan) -> None:
+    assert [c.name for c in rendered.components] == ["postgres", "db_connect", "webserver"]
+    for cp in rendered.components:
+        assert cp.stack_name == f"sawmill_{cp.name}"
+        assert stack_of(rendered, cp.name)["networks"]["platform"] == {"external": True, "name": "sawmill_net"}
+
+
+def test_only_nginx_publishes_ports_and_in_host_mode(rendered: plan.Plan) -> None:
+    published = {
+        (cp.name, name): svc.get("ports", [])
+        for cp in rendered.components
+        for name, svc in stack_of(rendered, cp.name)["services"].items()
+    }
+    assert {k for k, ports in published.items() if ports} == {("webserver", "nginx")}
+    ports = published[("webserver", "nginx")]
+    assert [(p["target"], p["published"], p["mode"]) for p in ports] == [(80, 80, "host"), (443, 443, "host")]
+
+
+def test_every_long_running_service_is_dnsrr_with_a_health_check_and_limits(rendered: plan.Plan) -> None:
+    for cp in rendered.components:
+        for name, svc in stack_of(rendered, cp.name)["services"].items():
+            deploy = svc["deploy"]
+            if deploy.get("mode") == "replicated-job":
+                continue
+            assert deploy["endpoint_mode"] == "dnsrr", name
+            assert "healthcheck" in svc, name
+            assert deploy["update_config"]["failure_action"] == "rollback", name
+            assert "limits" in deploy["resources"], name
+
+
+def test_db_connect_rolls_start_first_and_postgres_stop_first(rendered: plan.Plan) -> None:
+    assert stack_of(rendered, "db_connect")["services"]["api"]["deploy"]["update_config"]["order"] == "start-first"
+    assert stack_of(rendered, "postgres")["services"]["server"]["deploy"]["update_config"]["order"] == "stop-first"
+
+
+def test_secrets_are_external_references_and_no_value_is_rendered(rendered: plan.Plan) -> None:
+    for cp in rendered.components:
+        declared = stack_of(rendered, cp.name).get("secrets", {})
+        assert all(spec == {"external": True} for spec in declared.values())
+        assert set(cp.secrets) <= set(declared) | {rendered.tls.key_secret}
+    postgres = stack_of(rendered, "postgres")["services"]["init"]
+    assert postgres["environment"]["SAWMILL_SERVICES"] == "db_connect"
+    assert postgres["environment"]["SAWMILL_WAREHOUSE_READERS"] == "db_connect"
+
+
+def test_postgres_is_pinned_to_the_node_holding_its_volume(rendered: plan.Plan) -> None:
+    server = stack_of(rendered, "postgres")["services"]["server"]
+    assert server["deploy"]["placement"]["constraints"] == ["node.labels.sawmill.postgres == true"]
+    assert "data:/var/lib/postgresql/data" in server["volumes"]
+
+
+def test_nginx_has_one_server_per_subdomain_and_refuses_unknown_hosts(rendered: plan.Plan) -> None:
+    conf = rendered.component("webserver").files["nginx.conf"]
+    assert "server_name api.localhost;" in conf
+    assert "server_name localhost;" in conf
+    assert "ssl_reject_handshake on;" in conf
+    assert "return 444;" in conf
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
+    assert 'Strict-Transport-Security "max-age=63072000" always' in conf
+    assert "resolver 127.0.0.11 valid=1s ipv6=off;" in conf
+    assert "set $backend sawmill_db_connect_api:8000;" in conf
+    assert "location /.well-known/acme-challenge/" in conf
+    assert "return 301 https://$host$request_uri;" in conf
+
+
+def test_redirect_keeps_a_non_default_https_port(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAWMILL_HTTPS_PORT", "18443")
+    conf = plan.make_plan(load_settings()).component("webserver").files["nginx.conf"]
+    assert "return 301 https://$host:18443$request_uri;" in conf
+
+
+def test_landing_page_links_every_service(rendered: plan.Plan) -> None:
+    page = rendered.component("webserver").files["index.html"]
+    assert 'href="https://api.localhost/"' in page
+    assert 'data-health="/health/db_connect"' in page
+
+
+def test_config_names_change_with_content_so_swarm_rolls_the_service(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = plan.make_plan(load_settings())
+    monkeypatch.setenv("SAWMILL_DOMAIN", "data.example.com")
+    second = plan.make_plan(load_settings())
+    name = stack_of(first, "webserver")["configs"]["nginx_conf"]["name"]
+    assert name.startswith("sawmill_webserver_nginx_conf_")
+    assert name != stack_of(second, "webserver")["configs"]["nginx_conf"]["name"]
+    assert first.component("webserver").digest != second.component("webserver").digest
+    assert first.component("postgres").digest == second.component("postgres").digest
+
+
+def test_the_same_settings_render_the_same_digest(rendered: plan.Plan) -> None:
+    again = plan.make_plan(rendered.settings)
+    assert [c.digest for c in again.components] == [c.digest for c in rendered.components]
+
+
+def test_registry_mode_pins_official_images_with_the_same_major_versions(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAWMILL_IMAGES", "registry")
+    p = plan.make_plan(load_settings())
+    assert stack_of(p, "postgres")["services"]["server"]["image"] == "postgres:15.13-bookworm"
+    assert stack_of(p, "webserver")["services"]["nginx"]["image"].startswith("nginx:1.")
+    assert stack_of(p, "db_connect")["services"]["api"]["image"].startswith("sawmill/db_connect:")
+    dockerfile = (Path(__file__).resolve().parents[2] / "stack/postgres/Dockerfile").read_text()
+    assert "postgresql-15" in dockerfile
+
+
+def test_write_plan_writes_build_dir_and_removes_stale_files(rendered: plan.Plan) -> None:
+    directory = rendered.directory("webserver")
+    directory.mkdir(parents=True)
+    (directory / "stale.conf").write_text("old")
+    plan.write_plan(rendered)
+    assert sorted(p.name for p in directory.iterdir()) == ["index.html", "nginx.conf", "stack.yml"]
