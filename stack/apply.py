@@ -109,7 +109,7 @@ def check_nginx(image: str, conf: Path) -> None:
 def _record(prefix: str, cp: ComponentPlan, previous: swarm.Deployed | None) -> None:
     """Remember what was deployed, as a Docker config holding the stack file (readable by `plan`)."""
     name = f"{prefix}_{cp.name}_deployed_{cp.digest}"
-    if not any(c.spec.name == name for c in docker.config.list(filters={"name": name})):
+    if not swarm.config_exists(name):
         with secrets.fifo(cp.files["stack.yml"].encode()) as path:
             docker.config.create(
                 name,

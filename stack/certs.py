@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from python_on_whales import docker
 
-from stack import names, secrets
+from stack import names, secrets, swarm
 from stack.config import Settings
 
 CA_DAYS = 3650
@@ -56,7 +56,7 @@ def ensure_local(settings: Settings, tls: TlsNames, reader_image: str) -> bool:
     """Make sure the CA and a certificate for `tls.hosts` exist; return True if one was issued."""
     prefix = settings.prefix
     issued = False
-    if not (_config_exists(tls.crt_config) and secrets.exists(tls.key_secret)):
+    if not (swarm.config_exists(tls.crt_config) and secrets.exists(tls.key_secret)):
         ca_key, ca_cert = _load_or_create_ca(tls, prefix, reader_image)
         key, cert = issue(tls.hosts, ca_key, ca_cert)
         secrets.create(tls.key_secret, _key_pem(key), prefix)
@@ -127,12 +127,12 @@ def new_ca(prefix: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
 def _load_or_create_ca(
     tls: TlsNames, prefix: str, reader_image: str
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    if _config_exists(tls.ca_config) and secrets.exists(tls.ca_key_secret):
+    if swarm.config_exists(tls.ca_config) and secrets.exists(tls.ca_key_secret):
         key = serialization.load_pem_private_key(secrets.read(tls.ca_key_secret, reader_image, prefix), None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         return key, x509.load_pem_x509_certificate(_read_config(tls.ca_config))
     key, cert = new_ca(prefix)
-    if _config_exists(tls.ca_config):  # half a CA is no CA: start over
+    if swarm.config_exists(tls.ca_config):  # half a CA is no CA: start over
         docker.config.remove(tls.ca_config)
     secrets.remove(secrets.listed({"name": tls.ca_key_secret}))
     secrets.create(tls.ca_key_secret, _key_pem(key), prefix)
@@ -144,10 +144,6 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-
-
-def _config_exists(name: str) -> bool:
-    return any(c.spec.name == name for c in docker.config.list(filters={"name": name}))
 
 
 def _read_config(name: str) -> bytes:

@@ -17,7 +17,7 @@ DIGEST_LABEL = "sawmill.digest"
 
 
 def services(stack_name: str) -> list[Service]:
-    return sorted(docker.service.list(filters={"label": f"{NAMESPACE_LABEL}={stack_name}"}), key=_name)
+    return sorted(docker.service.list(filters=[("label", f"{NAMESPACE_LABEL}={stack_name}")]), key=_name)
 
 
 def _name(service: Service) -> str:
@@ -62,6 +62,10 @@ def deployed(prefix: str, component: str) -> Deployed | None:
         return None
     latest = max(found, key=lambda c: c.created_at)
     return Deployed(latest.spec.name, latest.spec.labels[DIGEST_LABEL], base64.b64decode(latest.spec.data).decode())
+
+
+def config_exists(name: str) -> bool:
+    return any(c.spec.name == name for c in docker.config.list(filters={"name": name}))
 
 
 def node_labelled(label: str) -> bool:

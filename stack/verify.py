@@ -11,6 +11,7 @@ import time
 
 from python_on_whales import DockerException, docker
 from python_on_whales.components.service.cli_wrapper import Service
+from python_on_whales.components.task.cli_wrapper import Task
 
 from stack import swarm
 from stack.config import Settings
@@ -75,26 +76,49 @@ def _explain(service: Service, since: dt.datetime) -> str:
     lines = [f"service {service.spec.name} failed to converge"]
     if service.update_status and service.update_status.message:
         lines.append(f"  swarm: {service.update_status.state}: {service.update_status.message}")
-    failed = [
+    # tasks this run started that are not serving: after a rollback they are shut down, their error lost,
+    # but their containers keep the health check's output and the logs
+    recent = [
         t
         for t in swarm.tasks(service)
-        if t.status.state in {"failed", "rejected", "shutdown"}
-        and (t.status.err or t.status.state != "shutdown")
-        and t.created_at
-        and t.created_at >= since
+        if t.created_at and t.created_at >= since and not (t.desired_state == "running" and t.status.state == "running")
     ][:2]
-    for task in failed:
+    for task in recent:
         lines.append(f"  task {task.id[:12]}: {task.status.state}: {task.status.err or task.status.message}")
-        try:
-            log = docker.service.logs(task.id, tail=LOG_LINES, task_ids=False)
-        except DockerException:
-            log = ""
-        lines.extend(f"    | {line}" for line in log.splitlines()[-LOG_LINES:])
-    if not failed:
-        lines.append("  no failed task; last log lines:")
-        log = docker.service.logs(service.id, tail=LOG_LINES)
-        lines.extend(f"    | {line}" for line in log.splitlines()[-LOG_LINES:])
+        container = _container(task)
+        if container:
+            lines.extend(_health(container))
+        lines.extend(f"    | {line}" for line in _logs(container or task.id))
+    if not recent:
+        lines.append("  no task of this run failed; the service's last log lines:")
+        lines.extend(f"    | {line}" for line in _logs(service.id))
     return "\n".join(lines)
+
+
+def _container(task: Task) -> str | None:
+    """The task's container if it is on this node (Swarm keeps a few stopped ones as history)."""
+    status = task.status.container_status
+    if status and status.container_id and docker.container.exists(status.container_id):
+        return status.container_id
+    return None
+
+
+def _health(container: str) -> list[str]:
+    health = docker.container.inspect(container).state.health
+    if not health or not health.log:
+        return []
+    output = [line for line in (health.log[-1].output or "").splitlines() if line.strip()]
+    return [f"    last health check: {health.status}: {output[-1] if output else 'no output'}"]
+
+
+def _logs(target: str) -> list[str]:
+    """Last log lines of a container on this node, else of a task or service through the swarm."""
+    try:
+        if docker.container.exists(target):
+            return docker.container.logs(target, tail=LOG_LINES).splitlines()[-LOG_LINES:]
+        return docker.service.logs(target, tail=LOG_LINES, task_ids=False).splitlines()[-LOG_LINES:]
+    except DockerException:
+        return []
 
 
 def wait_routes(settings: Settings, checks: list[tuple[str, str]], cafile: str | None, timeout_s: float) -> None:

@@ -66,7 +66,7 @@ class Platform:
 
 
 def running_container(service: str) -> str:
-    found = docker.container.list(filters={"label": f"com.docker.swarm.service.name={service}"})
+    found = docker.container.list(filters=[("label", f"com.docker.swarm.service.name={service}")])
     assert found, f"no running container of {service}"
     return found[0].id
 
@@ -74,11 +74,11 @@ def running_container(service: str) -> str:
 def prefixed_objects() -> list[str]:
     label = {"label": f"sawmill.prefix={PREFIX}"}
     stack_label = [
-        {"label": f"com.docker.stack.namespace={PREFIX}_{c}"} for c in ("postgres", "db_connect", "webserver")
+        [("label", f"com.docker.stack.namespace={PREFIX}_{c}")] for c in ("postgres", "db_connect", "webserver")
     ]
     found = [s.spec.name for s in secrets.listed(label)]
     found += [c.spec.name for c in docker.config.list(filters=label)]
-    found += [n.name for n in docker.network.list(filters={"name": f"{PREFIX}_"})]
+    found += [n.name for n in docker.network.list(filters=[("name", f"{PREFIX}_")])]
     for selector in stack_label:
         found += [s.spec.name for s in docker.service.list(filters=selector)]
         found += [v.name for v in docker.volume.list(filters=selector)]
