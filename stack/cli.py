@@ -6,7 +6,8 @@ import argparse
 import difflib
 import json
 import sys
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
+from pathlib import Path
 
 from python_on_whales import DockerException, docker
 
@@ -125,7 +126,15 @@ def _print_urls(settings: Settings) -> None:
         print(f"\nlocal CA certificate: {certs.ca_path(settings)}")
         print("  trust it in your browser, or: curl --cacert <that file> https://...")
     if "db_connect" in settings.components:
-        print("API key: python deploy.py secrets show db_connect_api_key")
+        print(f"API key: {_this_command()} secrets show db_connect_api_key")
+
+
+def _this_command() -> str:
+    """How the user can run deploy.py again: through the same interpreter (e.g. .venv/bin/python)."""
+    python = Path(sys.executable)
+    with suppress(ValueError):
+        python = python.relative_to(Path.cwd())
+    return f"{python} deploy.py"
 
 
 def _down(settings: Settings, args: argparse.Namespace) -> int:
