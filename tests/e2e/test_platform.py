@@ -150,13 +150,31 @@ def test_bad_config_changes_nothing_and_names_the_key(platform: Platform) -> Non
     assert service_versions() == before
 
 
-def test_a_second_up_updates_no_service(platform: Platform) -> None:
+def test_a_second_up_updates_no_service_and_builds_nothing(platform: Platform) -> None:
     tasks, versions = task_ids(), service_versions()
     result = platform.deploy("up")
     for component in ("postgres", "db_connect", "webserver"):
         assert f"{component}: unchanged" in result.stderr
+    assert "building image" not in result.stderr
     assert task_ids() == tasks
     assert service_versions() == versions
+
+
+def test_plan_shows_the_difference_and_changes_nothing(platform: Platform) -> None:
+    versions = service_versions()
+    unchanged = platform.deploy("plan").stdout
+    assert "db_connect: unchanged" in unchanged
+    changed = platform.deploy("plan", SAWMILL_DB_CONNECT__REPLICAS="3").stdout
+    assert "db_connect: changes" in changed
+    assert "-      replicas: 2\n+      replicas: 3" in changed
+    assert "postgres: unchanged" in changed
+    assert service_versions() == versions
+
+
+def test_logs_show_a_components_recent_lines(platform: Platform) -> None:
+    logs = platform.deploy("logs", "db_connect", "--tail", "5").stdout
+    assert f"== {PREFIX}_db_connect_api" in logs
+    assert "GET /health" in logs
 
 
 def build_variant(tag: str, extra: str) -> str:
