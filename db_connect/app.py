@@ -1,45 +1,62 @@
-"""The FastAPI application: routes, start-up and shutdown of the pool.
+"""The FastAPI application: routes, start-up and shutdown of the pool and the schema cache.
+
+A data request goes through PostgREST's stages: authenticate (auth.py), find the relation in the
+schema cache (catalog.py), parse the query string (query_params.py), build SQL (statements.py), run
+it in one transaction under the caller's role (database.py), render the response (reads.py, writes.py).
 
 `uvicorn db_connect.app:app` builds the app from the environment on first access (see __getattr__),
 so importing this module, as tests do, needs neither secrets nor a database.
 """
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query
-from fastapi.responses import JSONResponse, Response
-from psycopg import errors
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from psycopg import sql
+from starlette.responses import Response
 
-from db_connect.auth import api_key_guard
+from db_connect import reads, writes
+from db_connect.auth import Authenticator, Principal, bearer_scheme, header_scheme
 from db_connect.catalog import Catalog, Relation
-from db_connect.database import make_pool, transaction
+from db_connect.database import Statement, make_pool, run
 from db_connect.errors import ApiError, ErrorBody, install_error_handlers
-from db_connect.rows import page_query
+from db_connect.keys import KeyStore
+from db_connect.openapi import document
+from db_connect.prefer import preferences
+from db_connect.query_params import parse_query
+from db_connect.schema_refresh import SchemaRefresher
 from db_connect.settings import Settings
 
 HEALTH_TIMEOUT_S = 2  # well inside the image's 3 s HEALTHCHECK timeout
-MAX_OFFSET = 2**63 - 1  # Postgres's OFFSET is a bigint
+FIRST_LOAD_WAIT_S = 5  # how long a request waits for the very first schema load after start-up
+READABLE = sql.SQL(
+    "SELECT coalesce(array_agg(oid), '{}') FROM unnest(%s::oid[]) AS oid WHERE has_table_privilege(oid, 'SELECT')"
+)
 
 DESCRIPTION = """
-Read-only REST access to the Sawmill warehouse's exposed schemas (by default `consumption`).
+REST access to the Sawmill warehouse's exposed schemas (by default `consumption`), PostgREST style.
 
-* `GET /` lists the tables and views you can read, with their columns.
-* `GET /{schema}/{table}?limit=&offset=` returns rows as a JSON array of objects, ordered by the
-  primary key when there is one, so consecutive pages never overlap.
+* `GET /` lists the tables and views your role can read.
+* `GET /{schema}/{table}?select=a,b&a=gte.5&or=(b.is.null,b.like.*x*)&order=a.desc&limit=100` reads rows
+  as JSON, or CSV with `Accept: text/csv`; `Prefer: count=exact|planned|estimated` fills `Content-Range`;
+  `cursor=` pages by key (follow the `Next-Cursor` header).
+* `POST` inserts a JSON array or a CSV body (loaded with COPY); `on_conflict=` upserts; `PATCH` and
+  `DELETE` need a filter; `Prefer: return=representation` returns the written rows.
 
-Authenticate with the API key as `Authorization: Bearer <key>` or `X-API-Key: <key>` ("Authorize" above).
+Authenticate with an API key (`Authorization: Bearer <key>` or `X-API-Key`) or a JWT whose `role` claim
+names a Postgres role. Every request runs as that role: GRANTs and row-level security decide.
 Errors are JSON objects with `code`, `message`, `detail` and `hint`.
 """
 
-ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
-        400: "Invalid parameter",
-        401: "Missing or invalid API key",
+        401: "Missing or invalid credentials",
         503: "Database not reachable",
-        504: "Statement timeout",
     }.items()
 }
 
@@ -49,7 +66,7 @@ def not_exposed(schema: str, table: str) -> ApiError:
         404,
         "not_found",
         f"No exposed table or view named {schema}.{table}",
-        hint="GET / lists the tables and views you can read",
+        hint="GET / lists the tables and views you can read; a new table appears after NOTIFY db_connect",
     )
 
 
@@ -58,74 +75,131 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     pool = make_pool(settings)
     catalog = Catalog(settings.exposed_schemas)
+    keys = KeyStore()
+    authenticator = Authenticator(settings, keys)
+    refresher = SchemaRefresher(settings, catalog, keys)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Don't wait for Postgres: the service starts, /health says 503 until it can connect.
-        pool.open(wait=False)
+        await pool.open(wait=False)
+        refreshing = asyncio.create_task(refresher.run_forever())
         try:
             yield
         finally:
-            pool.close()
+            refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refreshing
+            await pool.close()
 
-    app = FastAPI(
-        title="Sawmill db_connect",
-        description=DESCRIPTION,
-        version="0.1.0",
-        lifespan=lifespan,
-    )
+    app = FastAPI(title="Sawmill db_connect", description=DESCRIPTION, version="0.2.0", lifespan=lifespan)
+    app.state.refresher = refresher
     install_error_handlers(app)
 
+    async def principal(request: Request) -> Principal:
+        """Credentials first, so an anonymous caller learns nothing about names or parameters."""
+        found = authenticator.principal(request.headers)
+        if not refresher.loaded.is_set():
+            if not refresher.failing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(refresher.loaded.wait(), FIRST_LOAD_WAIT_S)
+            if not refresher.loaded.is_set():
+                raise ApiError(503, "database_unavailable", "The database is not reachable right now")
+        return found
+
     @app.get("/health", tags=["operations"], summary="Is the database reachable?")
-    def health() -> JSONResponse:
+    async def health() -> JSONResponse:
         try:
-            with transaction(pool, HEALTH_TIMEOUT_S * 1000, wait_s=HEALTH_TIMEOUT_S) as conn:
-                conn.execute("SELECT 1")
-        except ApiError as exc:
-            return JSONResponse(status_code=503, content={"status": "unavailable", **exc.body.model_dump()})
+            async with asyncio.timeout(HEALTH_TIMEOUT_S), pool.connection(timeout=HEALTH_TIMEOUT_S) as conn:
+                await conn.execute("SELECT 1")
+        except Exception:
+            body = ErrorBody(code="database_unavailable", message="The database is not reachable right now")
+            return JSONResponse(status_code=503, content={"status": "unavailable", **body.model_dump()})
         return JSONResponse(content={"status": "ok"})
 
-    api = APIRouter(dependencies=[Depends(api_key_guard(settings.api_key))], responses=ERROR_RESPONSES)
-
-    @api.get("/", tags=["data"], summary="List readable tables and views")
-    def list_relations() -> list[Relation]:
-        with transaction(pool, settings.statement_timeout_ms) as conn:
-            return catalog.refresh(conn)
+    api = APIRouter(responses=ERROR_RESPONSES)
 
     @api.get(
-        "/{schema}/{table}",
+        "/",
         tags=["data"],
-        summary="Read a page of rows",
-        response_class=Response,
-        responses={
-            200: {
-                "description": "The rows, as a JSON array of objects keyed by column name",
-                "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}},
-            },
-            404: {"model": ErrorBody, "description": "No such exposed table or view"},
-        },
+        summary="List the tables and views your role can read",
+        dependencies=[Depends(bearer_scheme), Depends(header_scheme)],
     )
-    def read_rows(
-        schema: Annotated[str, Path(description="An exposed schema, e.g. consumption")],
-        table: Annotated[str, Path(description="A table or view in it, as listed by GET /")],
-        limit: Annotated[int, Query(ge=1, le=settings.max_page_size, description="Rows per page")] = 100,
-        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip")] = 0,
-    ) -> Response:
-        with transaction(pool, settings.statement_timeout_ms) as conn:
-            relation = catalog.lookup(conn, schema, table)
-            if relation is None:
-                raise not_exposed(schema, table)
-            try:
-                page = conn.execute(page_query(relation), (limit, offset)).fetchone()
-            except (errors.UndefinedTable, errors.InsufficientPrivilege):
-                # Dropped or revoked since we cached it: answer as if it never existed.
-                catalog.forget(schema, table)
-                raise not_exposed(schema, table) from None
-        assert page is not None  # an aggregate always returns one row
-        return Response(content=page[0], media_type="application/json")
+    async def list_relations(request: Request) -> list[dict[str, Any]]:
+        caller = await principal(request)
+        relations = catalog.relations()
+        statement = Statement(READABLE, [[r.oid for r in relations]])
+        ((readable,),) = await run(pool, caller, settings.statement_timeout_ms, [statement], read_only=True)
+        allowed = set(readable)
+        return [listing(r) for r in relations if r.oid in allowed]
 
     app.include_router(api)
+
+    def relation_of(request: Request) -> Relation:
+        schema, table = request.path_params["schema"], request.path_params["table"]
+        relation = catalog.lookup(schema, table)
+        if relation is None:
+            raise not_exposed(schema, table)
+        return relation
+
+    Handler = Callable[[Request, Principal, Relation], Awaitable[Response]]
+
+    def data_route(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            caller = await principal(request)
+            return await handler(request, caller, relation_of(request))
+
+        return endpoint
+
+    def query_of(request: Request) -> Any:
+        if any("\x00" in k or "\x00" in v for k, v in request.query_params.multi_items()):
+            raise ApiError(400, "invalid_parameter", "The query string contains a NUL character")
+        return parse_query(request.query_params.multi_items(), settings.default_page_size, settings.max_page_size)
+
+    async def get_rows(request: Request, caller: Principal, relation: Relation) -> Response:
+        as_csv = reads.wants_csv(request.headers)
+        query, prefs = query_of(request), preferences(request.headers)
+        if as_csv or query.limit > reads.AGGREGATE_MAX_ROWS:
+            return await reads.read_stream(pool, settings, caller, relation, query, prefs, as_csv)
+        return await reads.read_page(pool, settings, caller, relation, query, prefs)
+
+    async def post_rows(request: Request, caller: Principal, relation: Relation) -> Response:
+        query, prefs = query_of(request), preferences(request.headers)
+        return await writes.insert(pool, settings, caller, relation, query, prefs, request)
+
+    async def patch_rows(request: Request, caller: Principal, relation: Relation) -> Response:
+        query, prefs = query_of(request), preferences(request.headers)
+        return await writes.update(pool, settings, caller, relation, query, prefs, request)
+
+    async def delete_rows(request: Request, caller: Principal, relation: Relation) -> Response:
+        query, prefs = query_of(request), preferences(request.headers)
+        return await writes.delete(pool, settings, caller, relation, query, prefs)
+
+    for method, handler in (("GET", get_rows), ("POST", post_rows), ("PATCH", patch_rows), ("DELETE", delete_rows)):
+        app.add_route("/{schema}/{table}", data_route(handler), methods=[method], include_in_schema=False)
+
+    generated: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document for the fixed routes, plus one path per relation; rebuilt when the cache changes."""
+        if generated.get("version") != catalog.version:
+            app.openapi_schema = None
+            base = FastAPI.openapi(app)
+            generated.update(version=catalog.version, doc=document(base, catalog.relations()))
+        return generated["doc"]
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def listing(relation: Relation) -> dict[str, Any]:
+    return {
+        "schema": relation.schema,
+        "name": relation.name,
+        "kind": relation.kind,
+        "columns": [{"name": c.name, "type": c.type} for c in relation.columns],
+        "primary_key": list(relation.primary_key),
+    }
 
 
 def __getattr__(name: str) -> FastAPI:

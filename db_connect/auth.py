@@ -1,47 +1,84 @@
-"""API-key check: one shared key, accepted as a Bearer token or an X-API-Key header.
+"""Who is calling: a credential mapped to the Postgres role the request will run as.
 
-Both are declared as OpenAPI security schemes, so /docs shows an "Authorize" button for either.
+The shared API key (a Docker secret) maps to API_KEY_ROLE; keys created with the CLI map to their own
+role; a JWT (HS256) names its role in the `role` claim. Without a credential a request runs as
+ANONYMOUS_ROLE, or is refused when there is none. Postgres then decides what the role may do.
 """
 
 import hmac
-from collections.abc import Callable
-from typing import Annotated
+from dataclasses import dataclass
 
-from fastapi import Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import SecretStr
+import jwt
+from fastapi.security import APIKeyHeader, HTTPBearer
+from starlette.datastructures import Headers
 
 from db_connect.errors import ApiError
+from db_connect.keys import KeyStore
+from db_connect.settings import Settings
 
 bearer_scheme = HTTPBearer(
-    auto_error=False, scheme_name="BearerKey", description="The API key as `Authorization: Bearer <key>`."
+    auto_error=False,
+    scheme_name="BearerKey",
+    description="An API key or a JWT (HS256, claim `role`) as `Authorization: Bearer <token>`.",
 )
 header_scheme = APIKeyHeader(
-    name="X-API-Key", auto_error=False, scheme_name="ApiKeyHeader", description="The API key as `X-API-Key`."
+    name="X-API-Key", auto_error=False, scheme_name="ApiKeyHeader", description="An API key as `X-API-Key`."
 )
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def api_key_guard(expected: SecretStr) -> Callable[..., None]:
-    """Build the dependency that rejects a request unless it carries the expected key."""
-    expected_bytes = expected.get_secret_value().encode()
+@dataclass(frozen=True)
+class Principal:
+    role: str
+    anonymous: bool = False
 
-    def require_api_key(
-        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
-        header_key: Annotated[str | None, Security(header_scheme)],
-    ) -> None:
-        offered = [key for key in (bearer.credentials if bearer else None, header_key) if key]
+
+def unauthorized(code: str, message: str, hint: str | None = None) -> ApiError:
+    return ApiError(401, code, message, hint=hint, headers=CHALLENGE)
+
+
+class Authenticator:
+    def __init__(self, settings: Settings, keys: KeyStore) -> None:
+        self.shared_key = settings.api_key.get_secret_value().encode()
+        self.shared_role = settings.api_key_role
+        self.jwt_secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+        self.anonymous_role = settings.anonymous_role
+        self.authenticator_role = settings.pguser
+        self.keys = keys
+
+    def principal(self, headers: Headers) -> Principal:
+        authorization = headers.get("authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        offered = token.strip() if scheme.lower() == "bearer" else ""
+        offered = offered or headers.get("x-api-key", "")
         if not offered:
-            raise ApiError(
-                401,
+            if self.anonymous_role:
+                return Principal(self.anonymous_role, anonymous=True)
+            raise unauthorized(
                 "missing_api_key",
                 "An API key is required",
                 hint="Send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                headers=CHALLENGE,
             )
+        if offered.count(".") == 2 and self.jwt_secret:
+            return Principal(self.role_from_jwt(offered))
         # Bytes, because compare_digest refuses non-ASCII str and a client may send anything.
-        if not any(hmac.compare_digest(key.encode(), expected_bytes) for key in offered):
-            raise ApiError(401, "invalid_api_key", "The API key is not valid", headers=CHALLENGE)
+        if hmac.compare_digest(offered.encode(), self.shared_key):
+            return Principal(self.shared_role)
+        role = self.keys.role_for(offered)
+        if role is None:
+            raise unauthorized("invalid_api_key", "The API key is not valid")
+        return Principal(role)
 
-    return require_api_key
+    def role_from_jwt(self, token: str) -> str:
+        assert self.jwt_secret is not None
+        try:
+            claims = jwt.decode(token, self.jwt_secret, algorithms=["HS256"], options={"require": ["role"]})
+        except jwt.ExpiredSignatureError:
+            raise unauthorized("jwt_expired", "The JWT has expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise unauthorized("invalid_jwt", f"The JWT is not valid: {exc}") from None
+        role = claims["role"]
+        if not isinstance(role, str) or not role or role == self.authenticator_role:
+            raise ApiError(403, "role_not_allowed", "The JWT's role claim names no role this API may use")
+        return role

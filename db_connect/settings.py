@@ -19,7 +19,11 @@ def read_secret(path: Path, variable: str) -> SecretStr:
 
 
 class Settings(BaseSettings):
-    """Connection and API limits; libpq's own variable names so the usual PG* environment just works."""
+    """Connection and API limits; libpq's own variable names so the usual PG* environment just works.
+
+    PGUSER is an authenticator: it owns nothing and only switches (SET LOCAL ROLE) to the role a
+    credential maps to, so GRANTs and row-level security on those roles are the authorisation.
+    """
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
 
@@ -29,13 +33,21 @@ class Settings(BaseSettings):
     pguser: str = "db_connect"
     pgpassword_file: Path = Path("/run/secrets/db_connect_db_password")
     api_key_file: Path = Path("/run/secrets/db_connect_api_key")
+    jwt_secret_file: Path | None = None
+    api_key_role: str = "api_reader"
+    anonymous_role: str | None = None
     exposed_schemas: Annotated[tuple[str, ...], NoDecode] = ("consumption",)
+    default_page_size: int = Field(default=100, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
+    exact_count_limit: int = Field(default=10000, ge=1)
     statement_timeout_ms: int = Field(default=15000, ge=1)
+    max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    schema_refresh_s: float = Field(default=60.0, gt=0)
     pool_max_size: int = Field(default=10, ge=1)
 
     _db_password: SecretStr = PrivateAttr()
     _api_key: SecretStr = PrivateAttr()
+    _jwt_secret: SecretStr | None = PrivateAttr(default=None)
 
     @field_validator("exposed_schemas", mode="before")
     @classmethod
@@ -49,11 +61,20 @@ class Settings(BaseSettings):
                 raise ValueError("EXPOSED_SCHEMAS must name at least one schema")
         return value
 
+    @field_validator("anonymous_role", "jwt_secret_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """A stack file writes `ANONYMOUS_ROLE: ""` to mean off."""
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _read_secrets(self) -> "Settings":
         """Read secrets once at start-up, so a missing Docker secret fails the task with a clear message."""
+        self.default_page_size = min(self.default_page_size, self.max_page_size)
         self._db_password = read_secret(self.pgpassword_file, "PGPASSWORD_FILE")
         self._api_key = read_secret(self.api_key_file, "API_KEY_FILE")
+        if self.jwt_secret_file is not None:
+            self._jwt_secret = read_secret(self.jwt_secret_file, "JWT_SECRET_FILE")
         return self
 
     @property
@@ -63,3 +84,20 @@ class Settings(BaseSettings):
     @property
     def api_key(self) -> SecretStr:
         return self._api_key
+
+    @property
+    def jwt_secret(self) -> SecretStr | None:
+        return self._jwt_secret
+
+    @property
+    def conninfo(self) -> dict[str, str | int]:
+        """libpq keywords for the authenticator, shared by the pool, the schema listener and the CLI."""
+        return {
+            "host": self.pghost,
+            "port": self.pgport,
+            "dbname": self.pgdatabase,
+            "user": self.pguser,
+            "password": self.db_password.get_secret_value(),
+            "connect_timeout": 5,
+            "options": "-c TimeZone=UTC -c IntervalStyle=iso_8601",
+        }

@@ -4,7 +4,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-apt_install debootstrap ca-certificates
+apt_install debootstrap ca-certificates openssl maven openjdk-17-jre-headless
 ensure_engine
 ensure_swarm
 ensure_venv "$ROOT/requirements.txt"

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from python_on_whales import DockerException, docker
 
 from stack import certs, images, names, secrets, swarm
-from stack.plan import ComponentPlan, Plan, write_plan
+from stack.components import COMPONENTS
+from stack.plan import ComponentPlan, Plan, htpasswd_secret, write_plan
 from stack.progress import say, step
 from stack.verify import DeployError, wait_converged
 
@@ -26,18 +27,35 @@ def apply(plan: Plan, selected: list[str]) -> list[str]:
     """Deploy the selected components; return the names of those that changed."""
     settings = plan.settings
     chosen = [cp for cp in plan.components if cp.name in selected]
+    for missing in plan.unavailable:
+        say(
+            f"! {missing.name}: no image can be built here in local mode (it needs {missing.missing_from}); "
+            'its service is left out. Use images = "registry" where that registry is reachable.'
+        )
+    reader = images.reader(settings)
     with step("preparing network, secrets and node labels"):
         ensure_network(plan.network, settings.prefix)
-        created = secrets.ensure_generated(
-            [s for cp in plan.components for s in cp.secrets if s != plan.tls.key_secret], settings.prefix
-        )
+        generated = [
+            s for c in settings.components for s in (names.secret(settings.prefix, x) for x in COMPONENTS[c].secrets)
+        ]
+        created = secrets.ensure_generated(generated, settings.prefix)
         for name in created:
             say(f"  generated secret {name}")
-        if "postgres" in selected:
-            _ensure_node_label(names.node_label(settings.prefix, "postgres"))
+        for c in plan.routes:
+            if c.basic_auth:
+                images.ensure([reader])
+                secrets.ensure_htpasswd(
+                    names.secret(settings.prefix, htpasswd_secret(c)),
+                    names.secret(settings.prefix, c.basic_auth),
+                    settings.prefix,
+                    created,
+                    reader.ref,
+                )
+        for name in selected:
+            if COMPONENTS[name].pinned:
+                _ensure_node_label(names.node_label(settings.prefix, name))
     images.ensure([ref for cp in chosen for ref in cp.images])
     if "webserver" in selected and settings.certificates == "local":
-        reader = images.reader(settings)
         images.ensure([reader])
         with step(f"checking certificates for {', '.join(plan.tls.hosts)}"):
             if certs.ensure_local(settings, plan.tls, reader.ref):

@@ -109,8 +109,9 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     if "webserver" in settings.components:
         cafile = str(certs.ca_path(settings)) if settings.certificates == "local" else None
         checks = [(settings.domain, "/")]
-        checks += [(settings.domain, f"/health/{c}") for c in selected if COMPONENTS[c].health_path]
-        checks += [(settings.subdomains[c], "/") for c in selected if c in settings.subdomains]
+        routed = [c.name for c in the_plan.routes if c.name in selected]
+        checks += [(settings.domain, f"/health/{c}") for c in routed if COMPONENTS[c].health_path]
+        checks += [(settings.subdomains[c], "/") for c in routed]
         with step("checking every subdomain through nginx") if changed else nullcontext():
             verify.wait_routes(settings, checks, cafile, VERIFY_TIMEOUT_S)
     print(status.table(status.rows(settings)))
@@ -176,7 +177,9 @@ def _plan(settings: Settings, args: argparse.Namespace) -> int:
                 )
             )
         for ref in cp.images:
-            if not docker.image.exists(ref.ref):
+            if ref.ref is None:
+                print(f"  image {ref.name}: cannot be had in local mode (needs {ref.missing_from}); left out")
+            elif not docker.image.exists(ref.ref):
                 print(f"  image {ref.ref} will be {'built' if ref.local_build else 'pulled'}")
         for name in cp.secrets:
             if not secrets.exists(name):

@@ -42,7 +42,51 @@ class DbConnectSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     replicas: int = Field(default=2, ge=1, le=20)
-    exposed_schemas: list[str] = ["consumption"]
+    exposed_schemas: list[str] = ["consumption", "quality"]
+    api_key_role: str = Field(default="api_reader", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    anonymous_role: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    max_page_size: int = Field(default=1000, ge=1, le=1_000_000)
+
+
+class KafkaTopic(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    partitions: int = Field(default=3, ge=1, le=1000)
+    replication_factor: int | None = Field(default=None, ge=1, description="default: min(brokers, 3)")
+    retention_ms: int | None = Field(default=None, ge=-1, description="-1: keep forever; default: the broker's")
+    cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
+
+
+class KafkaSink(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    table: str = Field(pattern=r"^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$", description="schema.table, e.g. raw.events")
+    replicas: int = Field(default=2, ge=1, le=20)
+
+    @property
+    def service_name(self) -> str:
+        return self.table.replace(".", "-").replace("_", "-")
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    brokers: int = Field(default=1, ge=1, le=9, description="KRaft brokers; from 3 on, 3 of them form the quorum")
+    cluster_id: str = Field(default="c2F3bWlsbC1rYWZrYS0wMQ", pattern=r"^[A-Za-z0-9_-]{22}$")
+    heap_mb: int = Field(default=768, ge=256, le=16384)
+    topics: dict[str, KafkaTopic] = Field(
+        default_factory=lambda: {"host_metrics": KafkaTopic(partitions=3, retention_ms=7 * 24 * 3600 * 1000)}
+    )
+    sinks: list[KafkaSink] = Field(
+        default_factory=lambda: [KafkaSink(topic="host_metrics", table="raw.host_metrics", replicas=2)]
+    )
+    metrics_demo: bool = True
+    metrics_interval: float = Field(default=2.0, gt=0)
+
+    def topics_spec(self) -> dict[str, dict[str, object]]:
+        """What the topics job reads (`python -m parse_sources topics`, env KAFKA_TOPICS)."""
+        return {name: topic.model_dump(exclude_none=True) for name, topic in self.topics.items()}
 
 
 class Settings(BaseSettings):
@@ -70,6 +114,7 @@ class Settings(BaseSettings):
     )
     build_dir: Path = Path("build")
     db_connect: DbConnectSettings = Field(default_factory=DbConnectSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
     @classmethod
     def settings_customise_sources(

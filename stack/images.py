@@ -6,9 +6,13 @@ changed one gets a new tag, which is what makes Swarm roll the service.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +32,12 @@ _IGNORED_PARTS = {"__pycache__", ".pytest_cache", "tests"}
 @dataclass(frozen=True)
 class ImageRef:
     name: str
-    ref: str
+    ref: str | None  # None: this image cannot be had in this mode (see `missing_from`)
     context: Path | None  # built from here when missing; None: pulled when missing
+    includes: tuple[Path, ...] = ()  # copied into the build context beside `context`'s files
+    base: str = BASE_IMAGE  # what the Dockerfile's `FROM ${BASE}` is
+    prepare: tuple[str, ...] = ()
+    missing_from: str | None = None  # the registry image that would be needed instead
 
     @property
     def local_build(self) -> bool:
@@ -39,9 +47,15 @@ class ImageRef:
 def ref(image: Image, settings: Settings) -> ImageRef:
     if image.name in settings.image_overrides:
         return ImageRef(image.name, settings.image_overrides[image.name], None)
+    base = BASE_IMAGE
     if settings.images == "registry" and image.registry:
-        return ImageRef(image.name, image.registry, None)
-    return ImageRef(image.name, f"sawmill/{image.name}:{context_digest(image.context)[:12]}", image.context)
+        if not image.extends_registry:
+            return ImageRef(image.name, image.registry, None)
+        base = image.registry
+    if image.context is None:
+        return ImageRef(image.name, None, None, missing_from=image.registry)
+    tag = build_digest(image.context, image.includes, base, image.generated)[:12]
+    return ImageRef(image.name, f"sawmill/{image.name}:{tag}", image.context, image.includes, base, image.prepare)
 
 
 def reader(settings: Settings) -> ImageRef:
@@ -49,32 +63,64 @@ def reader(settings: Settings) -> ImageRef:
     return ref(COMPONENTS[settings.components[0]].images[0], settings)
 
 
-def context_digest(context: Path) -> str:
-    """Digest of the files a build sends; stack templates (*.j2) live beside them but do not count."""
+def context_digest(context: Path, generated: tuple[str, ...] = ()) -> str:
+    """Digest of the files a build sends; stack templates (*.j2) and generated folders do not count."""
     digest = hashlib.sha256()
+    ignored = _IGNORED_PARTS | set(generated)
     for path in sorted(context.rglob("*")):
         relative = path.relative_to(context)
-        if not path.is_file() or path.suffix in {".j2", ".pyc"} or _IGNORED_PARTS & set(relative.parts):
+        if not path.is_file() or path.suffix in {".j2", ".pyc"} or ignored & set(relative.parts):
             continue
         digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
-def build_args() -> dict[str, str]:
-    args = {"BASE": BASE_IMAGE}
+def build_digest(
+    context: Path, includes: tuple[Path, ...] = (), base: str = BASE_IMAGE, generated: tuple[str, ...] = ()
+) -> str:
+    """Digest of everything a build depends on: its context, the included folders, and its base image."""
+    if not includes and base == BASE_IMAGE:
+        return context_digest(context, generated)
+    digest = hashlib.sha256(context_digest(context, generated).encode() + b"\0" + base.encode())
+    for folder in includes:
+        digest.update(b"\0" + folder.name.encode() + b"\0" + context_digest(folder).encode())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def build_context(image: ImageRef) -> Iterator[Path]:
+    """The folder a build sends: the image's own, or a temporary copy of it with the included folders beside."""
+    assert image.context is not None
+    if not image.includes:
+        yield image.context
+        return
+    skipped = shutil.ignore_patterns(*_IGNORED_PARTS, "*.pyc", "*.j2")
+    with tempfile.TemporaryDirectory(prefix=f"sawmill-build-{image.name}-") as temp:
+        root = Path(temp) / image.name
+        shutil.copytree(image.context, root, ignore=skipped)
+        for folder in image.includes:
+            shutil.copytree(folder, root / folder.name, ignore=skipped)
+        yield root
+
+
+def build_args(base: str = BASE_IMAGE) -> dict[str, str]:
+    args = {"BASE": base}
     args.update({key: os.environ[key] for key in PASSED_BUILD_ARGS if os.environ.get(key)})
     return args
 
 
 def ensure(refs: list[ImageRef]) -> None:
     """Build or pull every image that is not on this node yet."""
-    missing = [r for r in dict.fromkeys(refs) if not docker.image.exists(r.ref)]
-    if any(r.local_build for r in missing):
+    missing = [r for r in dict.fromkeys(refs) if r.ref is not None and not docker.image.exists(r.ref)]
+    if any(r.local_build and r.base == BASE_IMAGE for r in missing):
         ensure_base()
     for image in missing:
         if image.context is not None:
-            with step(f"building image {image.ref} (first build takes ~20-40 s)"):
-                docker.legacy_build(image.context, tags=[image.ref], build_args=build_args())
+            if image.prepare:
+                with step(f"preparing the build of {image.name}: {' '.join(image.prepare)}"):
+                    subprocess.run(image.prepare, cwd=image.context, check=True)
+            with step(f"building image {image.ref} (first build takes ~20-40 s)"), build_context(image) as context:
+                docker.legacy_build(context, tags=[image.ref], build_args=build_args(image.base))
         else:
             with step(f"pulling image {image.ref}"):
                 docker.pull(image.ref, quiet=True)

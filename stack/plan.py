@@ -37,6 +37,8 @@ class Plan:
     network: str
     tls: certs.TlsNames
     components: tuple[ComponentPlan, ...]
+    routes: tuple[Component, ...]  # components nginx serves on their subdomain
+    unavailable: tuple[images.ImageRef, ...]  # images this mode cannot provide; their services are left out
 
     def component(self, name: str) -> ComponentPlan:
         return next(c for c in self.components if c.name == name)
@@ -53,7 +55,26 @@ def make_plan(settings: Settings) -> Plan:
         network=names.network(settings.prefix),
         tls=tls,
         components=tuple(_plan_component(COMPONENTS[name], settings, tls, refs) for name in settings.components),
+        routes=tuple(_routes(settings, refs)),
+        unavailable=tuple(ref for ref in refs.values() if ref.ref is None),
     )
+
+
+def htpasswd_secret(component: Component) -> str:
+    """The derived secret nginx reads for a component's basic auth (`admin:<crypt hash>`)."""
+    assert component.basic_auth is not None
+    return f"{component.basic_auth}_htpasswd"
+
+
+def _routes(settings: Settings, refs: dict[str, images.ImageRef]) -> list[Component]:
+    """Enabled components with a subdomain and an upstream whose image this mode can provide."""
+    routed = []
+    for name in settings.components:
+        c = COMPONENTS[name]
+        upstream_image = c.upstream_image or c.images[0].name
+        if c.upstream and c.subdomain is not None and refs[upstream_image].ref is not None:
+            routed.append(c)
+    return routed
 
 
 def write_plan(plan: Plan) -> None:
@@ -82,6 +103,7 @@ def _plan_component(
     secrets = tuple(names.secret(prefix, s) for s in component.secrets)
     if component.name == "webserver":
         secrets += (tls.key_secret,)
+        secrets += tuple(names.secret(prefix, htpasswd_secret(c)) for c in _routes(settings, refs) if c.basic_auth)
     return ComponentPlan(
         component=component,
         stack_name=names.stack(prefix, component.name),
@@ -105,7 +127,8 @@ def _context(settings: Settings, tls: certs.TlsNames, refs: dict[str, images.Ima
         "node_label": lambda component: names.node_label(prefix, component),
         "tls": tls,
         "hosts": settings.subdomains,
-        "routes": [c for c in enabled if c.upstream and c.subdomain is not None],
+        "routes": _routes(settings, refs),
+        "htpasswd": htpasswd_secret,
         "databases": [c.name for c in enabled if c.database],
         "readers": [c.name for c in enabled if c.warehouse == "reader"],
         "writers": [c.name for c in enabled if c.warehouse == "writer"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import secrets as random
+import subprocess
 import tempfile
 import threading
 import time
@@ -61,14 +62,29 @@ def create(name: str, value: bytes, prefix: str) -> None:
         docker.secret.create(name, path, labels={names.PREFIX_LABEL: prefix})
 
 
-def ensure_generated(full_names: list[str], prefix: str) -> list[str]:
-    """Create each missing secret with a fresh random value; existing ones are never rotated silently."""
-    created = []
+def ensure_generated(full_names: list[str], prefix: str) -> dict[str, bytes]:
+    """Create each missing secret with a fresh random value; existing ones are never rotated silently.
+
+    Returns the values created, for secrets derived from them in the same run.
+    """
+    created = {}
     for name in full_names:
         if not exists(name):
-            create(name, generate(), prefix)
-            created.append(name)
+            created[name] = generate()
+            create(name, created[name], prefix)
     return created
+
+
+def ensure_htpasswd(name: str, source: str, prefix: str, known: dict[str, bytes], reader_image: str) -> bool:
+    """Derive an nginx basic-auth file (user "admin") from a generated password; True if it was created."""
+    if exists(name):
+        return False
+    password = known.get(source) or read(source, reader_image, prefix)
+    hashed = subprocess.run(
+        ["openssl", "passwd", "-6", "-stdin"], input=password.strip(), capture_output=True, check=True
+    ).stdout.strip()
+    create(name, b"admin:" + hashed + b"\n", prefix)
+    return True
 
 
 def read(name: str, image: str, prefix: str) -> bytes:

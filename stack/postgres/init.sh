@@ -7,6 +7,9 @@
 #                              of the same name owned by it; password from /run/secrets/<name>_db_password
 #   SAWMILL_WAREHOUSE_READERS  roles that may read schema consumption of database warehouse
 #   SAWMILL_WAREHOUSE_WRITERS  roles that may create in schemas raw, curated, consumption of warehouse
+#   SAWMILL_API_AUTHENTICATOR  e.g. "db_connect": gets NOINHERIT and membership of the NOLOGIN roles
+#                              api_anon, api_reader, api_writer (what its requests SET ROLE to), the
+#                              schema db_connect in warehouse, and an event trigger that NOTIFYs it on DDL
 #   SAWMILL_INIT_TIMEOUT       seconds to wait for the server (120)
 #
 # Passwords reach psql only through the environment (\getenv), never argv, output or `set -x`.
@@ -24,6 +27,7 @@ SECRETS=/run/secrets
 SERVICES=${SAWMILL_SERVICES:-}
 READERS=${SAWMILL_WAREHOUSE_READERS:-}
 WRITERS=${SAWMILL_WAREHOUSE_WRITERS:-}
+API=${SAWMILL_API_AUTHENTICATOR:-}
 WAREHOUSE=warehouse
 SCHEMAS="raw curated consumption"
 
@@ -72,7 +76,7 @@ SQL
     [ "$RESULT" = 1 ]
 }
 
-for n in $SERVICES $READERS $WRITERS; do valid_name "$n"; done
+for n in $SERVICES $READERS $WRITERS $API; do valid_name "$n"; done
 
 if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
     read_secret "$POSTGRES_PASSWORD_FILE"
@@ -211,5 +215,36 @@ GRANT SELECT ON ALL TABLES IN SCHEMA consumption TO :"r";
 SQL
     log "reader $r: CONNECT on $WAREHOUSE; SELECT on all current and future tables in consumption"
 done
+
+# --- REST API roles ------------------------------------------------------------------------------
+if [ -n "$API" ]; then
+    role_exists "$API" || die "API authenticator $API does not exist (list it in SAWMILL_SERVICES)"
+    run "API roles for $API" "$WAREHOUSE" -1 -v a="$API" -v d="$WAREHOUSE" <<'SQL'
+SELECT format('CREATE ROLE %I NOLOGIN', r) FROM unnest(ARRAY['api_anon', 'api_reader', 'api_writer']) AS r
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \gexec
+ALTER ROLE :"a" NOINHERIT;
+GRANT api_anon, api_reader, api_writer TO :"a";
+GRANT USAGE ON SCHEMA consumption TO api_anon, api_reader, api_writer;
+GRANT SELECT ON ALL TABLES IN SCHEMA consumption TO api_reader, api_writer;
+GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA consumption TO api_writer;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA consumption TO api_writer;
+GRANT TEMPORARY ON DATABASE :"d" TO api_writer;
+CREATE SCHEMA IF NOT EXISTS db_connect AUTHORIZATION :"a";
+CREATE OR REPLACE FUNCTION db_connect.notify_ddl() RETURNS event_trigger LANGUAGE plpgsql AS
+$$ BEGIN NOTIFY db_connect, 'reload schema'; END $$;
+SELECT 'CREATE EVENT TRIGGER db_connect_schema_changed ON ddl_command_end EXECUTE FUNCTION db_connect.notify_ddl()'
+WHERE NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'db_connect_schema_changed') \gexec
+SELECT 'CREATE EVENT TRIGGER db_connect_schema_dropped ON sql_drop EXECUTE FUNCTION db_connect.notify_ddl()'
+WHERE NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'db_connect_schema_dropped') \gexec
+SQL
+    for owner in "$PGUSER" $WRITERS; do
+        run "default API privileges on tables of $owner" "$WAREHOUSE" -1 -v o="$owner" <<'SQL'
+ALTER DEFAULT PRIVILEGES FOR ROLE :"o" IN SCHEMA consumption GRANT SELECT ON TABLES TO api_reader, api_writer;
+ALTER DEFAULT PRIVILEGES FOR ROLE :"o" IN SCHEMA consumption GRANT INSERT, UPDATE, DELETE ON TABLES TO api_writer;
+ALTER DEFAULT PRIVILEGES FOR ROLE :"o" IN SCHEMA consumption GRANT USAGE ON SEQUENCES TO api_writer;
+SQL
+    done
+    log "API authenticator $API: may SET ROLE api_anon, api_reader, api_writer; DDL in $WAREHOUSE notifies it"
+fi
 
 log "done"

@@ -18,6 +18,7 @@ import pytest
 from python_on_whales import docker
 
 from stack import http, secrets
+from stack.components import COMPONENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = os.environ.get("SAWMILL_E2E_PREFIX", "sawmille2e")
@@ -73,9 +74,7 @@ def running_container(service: str) -> str:
 
 def prefixed_objects() -> list[str]:
     label = {"label": f"sawmill.prefix={PREFIX}"}
-    stack_label = [
-        [("label", f"com.docker.stack.namespace={PREFIX}_{c}")] for c in ("postgres", "db_connect", "webserver")
-    ]
+    stack_label = [[("label", f"com.docker.stack.namespace={PREFIX}_{c}")] for c in COMPONENTS]
     found = [s.spec.name for s in secrets.listed(label)]
     found += [c.spec.name for c in docker.config.list(filters=label)]
     found += [n.name for n in docker.network.list(filters=[("name", f"{PREFIX}_")])]

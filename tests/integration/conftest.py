@@ -126,3 +126,184 @@ def postgres() -> Iterator[PostgresServer]:
                 check=False,
             )
         shutil.rmtree(root, ignore_errors=True)
+
+
+# --- Kafka: one KRaft broker (combined broker + controller) as a host process --------------------------------------
+
+KAFKA_DIR = Path(__file__).resolve().parents[2] / "kafka"
+
+
+@dataclass(frozen=True)
+class KafkaBroker:
+    bootstrap_servers: str
+    log_file: Path
+
+    def create_topic(self, name: str, partitions: int = 1) -> str:
+        """A new topic (replication 1), ready to produce to when this returns."""
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        admin.create_topics([NewTopic(name, partitions, 1)], operation_timeout=30)[name].result(timeout=30)
+        return name
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[KafkaBroker]:
+    """The broker the platform runs, started with the image's own entrypoint from kafka/lib and the host's Java.
+
+    A host process starts in ~3 s and needs no registry or image build; kafka/fetch-jars.sh fills kafka/lib once.
+    """
+    if shutil.which("java") is None:
+        pytest.fail("java is missing: integration tests need Java 17 (apt-get install -y openjdk-17-jre-headless)")
+    subprocess.run(["sh", str(KAFKA_DIR / "fetch-jars.sh")], check=True, capture_output=True)
+    root = Path(tempfile.mkdtemp(prefix="sawmill-kafka-"))
+    port, controller_port = free_port(), free_port()
+    log_file = root / "kafka.log"
+    env = {
+        "PATH": os.environ["PATH"],
+        "CLUSTER_ID": "c2F3bWlsbC1pbnRlZ3JhdA",
+        "KAFKA_LIBS": str(KAFKA_DIR / "lib"),
+        "KAFKA_RUN_DIR": str(root),
+        "KAFKA_HEAP_OPTS": "-Xms256m -Xmx1g",
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_LISTENERS": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": f"1@127.0.0.1:{controller_port}",
+        "KAFKA_LOG_DIRS": str(root / "data"),
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS": "4",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+    }
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            ["sh", str(KAFKA_DIR / "docker-entrypoint.sh")], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    broker = KafkaBroker(f"127.0.0.1:{port}", log_file)
+    try:
+        _wait_for_kafka(broker, process, timeout=60)
+        yield broker
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_kafka(broker: KafkaBroker, process: subprocess.Popen[bytes], timeout: float) -> None:
+    import time
+
+    from confluent_kafka.admin import AdminClient
+
+    host, port = broker.bootstrap_servers.split(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"kafka exited with {process.returncode}:\n{broker.log_file.read_text()[-3000:]}")
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+        except OSError:  # not listening yet
+            time.sleep(0.3)
+            continue
+        if AdminClient({"bootstrap.servers": broker.bootstrap_servers}).list_topics(timeout=10).brokers:
+            return
+    pytest.fail(f"kafka did not answer within {timeout} s:\n{broker.log_file.read_text()[-3000:]}")
+
+
+# --- the warehouse as the ETL sees it (batch ETL, Airflow) ----------------------------------------------
+
+ETL_WRITER = "etl_writer"
+ETL_WRITER_PASSWORD = "integration-etl-writer"
+
+
+@pytest.fixture
+def warehouse(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh warehouse database laid out as the platform's init job does, and the DSN of a writer role.
+
+    The writer has exactly the platform's writer grants (CONNECT and CREATE on the database; USAGE and
+    CREATE on raw, curated, consumption), so a test passing here passes on the platform.
+    """
+    import uuid
+
+    name = f"warehouse_{uuid.uuid4().hex[:10]}"
+    if not postgres.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ETL_WRITER,)):
+        postgres.execute(f"CREATE ROLE {ETL_WRITER} LOGIN PASSWORD '{ETL_WRITER_PASSWORD}'")
+    postgres.execute(f'CREATE DATABASE "{name}"')
+    postgres.execute(f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC')
+    postgres.execute(f'GRANT CONNECT, CREATE ON DATABASE "{name}" TO {ETL_WRITER}')
+    for schema in ("raw", "curated", "consumption"):
+        postgres.execute(f"CREATE SCHEMA {schema}", dbname=name)
+        postgres.execute(f"GRANT USAGE, CREATE ON SCHEMA {schema} TO {ETL_WRITER}", dbname=name)
+    try:
+        yield postgres.dsn(name, user=ETL_WRITER, password=ETL_WRITER_PASSWORD)
+    finally:
+        postgres.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+# --- db_connect: a warehouse with the authenticator and API roles the platform's init job creates ---
+
+DB_CONNECT_PASSWORD = "db-connect-password-9a1e"
+DB_CONNECT_API_KEY = "test-api-key-5f0c2b"
+DB_CONNECT_JWT_SECRET = "jwt-secret-for-tests-0123456789abcdef"
+DB_CONNECT_ROLES_SQL = f"""
+CREATE ROLE db_connect LOGIN NOINHERIT PASSWORD '{DB_CONNECT_PASSWORD}';
+CREATE ROLE api_anon NOLOGIN;
+CREATE ROLE api_reader NOLOGIN;
+CREATE ROLE api_writer NOLOGIN;
+GRANT api_anon, api_reader, api_writer TO db_connect;
+"""
+DB_CONNECT_SCHEMAS_SQL = """
+CREATE SCHEMA consumption;
+CREATE SCHEMA raw;
+CREATE SCHEMA db_connect AUTHORIZATION db_connect;
+GRANT USAGE ON SCHEMA consumption TO api_anon, api_reader, api_writer;
+GRANT TEMPORARY ON DATABASE dbc_warehouse TO api_writer;
+"""
+
+
+@dataclass(frozen=True)
+class DbConnectWarehouse:
+    """Database `dbc_warehouse` on the shared server, roles as in stack/postgres/init.sh, and secret files."""
+
+    server: PostgresServer
+    secrets: Path
+    dbname: str = "dbc_warehouse"
+
+    def execute(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        return self.server.execute(query, params, dbname=self.dbname)
+
+    def environment(self) -> dict[str, str]:
+        """db_connect's settings as the container gets them, pointing at this database."""
+        return {
+            "PGHOST": self.server.host,
+            "PGPORT": str(self.server.port),
+            "PGDATABASE": self.dbname,
+            "PGUSER": "db_connect",
+            "PGPASSWORD_FILE": str(self.secrets / "db_password"),
+            "API_KEY_FILE": str(self.secrets / "api_key"),
+            "JWT_SECRET_FILE": str(self.secrets / "jwt_secret"),
+        }
+
+
+@pytest.fixture(scope="session")
+def db_connect_warehouse(
+    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DbConnectWarehouse]:
+    secrets = tmp_path_factory.mktemp("db_connect_secrets")
+    (secrets / "db_password").write_text(DB_CONNECT_PASSWORD + "\n")
+    (secrets / "api_key").write_text(DB_CONNECT_API_KEY + "\n")
+    (secrets / "jwt_secret").write_text(DB_CONNECT_JWT_SECRET + "\n")
+    postgres.execute("CREATE DATABASE dbc_warehouse")
+    postgres.execute(DB_CONNECT_ROLES_SQL)
+    warehouse = DbConnectWarehouse(postgres, secrets)
+    warehouse.execute(DB_CONNECT_SCHEMAS_SQL)
+    yield warehouse
+    postgres.execute("DROP DATABASE dbc_warehouse WITH (FORCE)")
+    postgres.execute("DROP ROLE db_connect, api_anon, api_reader, api_writer")

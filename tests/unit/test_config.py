@@ -18,7 +18,12 @@ def test_zero_config_is_the_local_platform(isolated_env: Path) -> None:
     assert settings.certificates == "local"
     assert settings.images == "local"
     assert settings.components == list(COMPONENTS)
-    assert settings.subdomains == {"db_connect": "api.localhost", "webserver": "localhost"}
+    assert settings.subdomains == {
+        "db_connect": "api.localhost",
+        "kafka": "kafka.localhost",
+        "airflow": "schedule.localhost",
+        "webserver": "localhost",
+    }
     assert settings.url("api.localhost") == "https://api.localhost/"
 
 

@@ -1,0 +1,276 @@
+"""Benchmark: db_connect against the same SQL run directly, on one throwaway Postgres, in one run.
+
+    /work/venv/bin/python bench/db_connect.py [--seconds 5] [--workers 2]
+
+Starts its own Postgres 15 cluster (host binaries, as the integration tests do) and db_connect under
+uvicorn, then measures, each for --seconds:
+  * GET one row by primary key, and GET a filtered page of 100 rows, at 1, 10 and 50 concurrent clients,
+    with `wrk` (HTTP/1.1 keep-alive), next to pgbench running the equivalent SELECT (prepared) at the same concurrency;
+  * a bulk insert of 1,000,000 rows: a CSV body POSTed to the API (COPY underneath) next to psql's
+    `COPY ... FROM STDIN` of the same file.
+Targets: GET >= 30 % of pgbench's transactions/s at 10 clients; bulk insert >= 70 % of raw COPY.
+Needs `wrk` (Debian: wrk). Everything it starts is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from db_connect.keys import KEYS_DDL, digest  # noqa: E402
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+API_KEY = "bench-api-key"
+WRITER_KEY = "sk_bench_writer"
+PASSWORD = "bench-password"
+SUPER_PASSWORD = "bench-superuser"
+TABLE_ROWS = 100_000
+BULK_ROWS = 1_000_000
+CLIENTS = (1, 10, 50)
+KEY_ID = 4242
+SETUP_SQL = f"""
+CREATE ROLE db_connect LOGIN NOINHERIT PASSWORD '{PASSWORD}';
+CREATE ROLE api_reader NOLOGIN; CREATE ROLE api_writer NOLOGIN;
+GRANT api_reader, api_writer TO db_connect;
+CREATE SCHEMA consumption; CREATE SCHEMA db_connect AUTHORIZATION db_connect;
+CREATE TABLE consumption.readings (id integer PRIMARY KEY, meter text NOT NULL, kwh numeric, read_at timestamptz);
+INSERT INTO consumption.readings
+SELECT i, 'meter-' || (i % 500), i * 0.25, timestamptz '2024-01-01' + i * interval '1 minute'
+FROM generate_series(1, {TABLE_ROWS}) AS i;
+CREATE INDEX ON consumption.readings (meter, id);
+CREATE TABLE consumption.bulk (id integer PRIMARY KEY, meter text NOT NULL, kwh numeric, read_at timestamptz);
+GRANT USAGE ON SCHEMA consumption TO api_reader, api_writer;
+GRANT SELECT ON ALL TABLES IN SCHEMA consumption TO api_reader, api_writer;
+GRANT INSERT ON consumption.bulk TO api_writer;
+ANALYZE;
+"""
+# What a client of the API gets, written by hand: the row(s) as JSON, as db_connect returns them.
+SINGLE_SQL = f"SELECT row_to_json(r) FROM consumption.readings r WHERE id = {KEY_ID};"
+PAGE_SQL = (
+    "SELECT json_agg(r) FROM (SELECT * FROM consumption.readings WHERE meter = 'meter-7' ORDER BY id LIMIT 100) r;"
+)
+SINGLE_PATH = f"/consumption/readings?id=eq.{KEY_ID}"
+PAGE_PATH = "/consumption/readings?meter=eq.meter-7&order=id&limit=100"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def as_postgres(argv: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+def start_postgres(root: Path) -> int:
+    data, pwfile, port = root / "data", root / "pw", free_port()
+    pwfile.write_text(SUPER_PASSWORD)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(pwfile, "postgres")
+    initdb = [str(PG_BIN / "initdb"), f"-D{data}", "-Upostgres", f"--pwfile={pwfile}", "--auth=scram-sha-256"]
+    subprocess.run(as_postgres([*initdb, "--no-sync", "--no-locale", "-EUTF8"]), check=True, capture_output=True)
+    options = (
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} -c max_connections=200"
+        " -c shared_buffers=256MB -c synchronous_commit=off"
+    )
+    start = [str(PG_BIN / "pg_ctl"), "start", "-w", f"-D{data}", f"-l{root / 'log'}", f"-o{options}"]
+    subprocess.run(as_postgres(start), check=True, capture_output=True)
+    return port
+
+
+def psql(port: int, *args: str, stdin: Path | None = None) -> str:
+    env = dict(os.environ, PGPASSWORD=SUPER_PASSWORD)
+    with open(stdin, "rb") if stdin else open(os.devnull, "rb") as source:
+        result = subprocess.run(
+            [
+                "psql",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h127.0.0.1",
+                f"-p{port}",
+                "-Upostgres",
+                "-dwarehouse",
+                *args,
+            ],
+            env=env,
+            stdin=source,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return result.stdout
+
+
+def pgbench(port: int, script: Path, clients: int, seconds: int, logdir: Path) -> tuple[float, float, float]:
+    """Transactions/s, average latency (pgbench's own) and p99 (from its per-transaction log), in ms."""
+    for old in logdir.glob("pgbench_log*"):
+        old.unlink()
+    env = dict(os.environ, PGPASSWORD=SUPER_PASSWORD)
+    argv = [str(PG_BIN / "pgbench"), "-n", "-h127.0.0.1", f"-p{port}", "-Upostgres", "-Mprepared", f"-c{clients}"]
+    argv += [f"-j{min(clients, 2)}", f"-T{seconds}", f"-f{script}", "-l", "warehouse"]
+    out = subprocess.run(argv, env=env, cwd=logdir, capture_output=True, text=True, check=True).stdout
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    average = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))  # type: ignore[union-attr]
+    latencies = sorted(int(line.split()[2]) / 1000 for f in logdir.glob("pgbench_log*") for line in f.open())
+    return tps, average, percentile(latencies, 99)
+
+
+def percentile(values: list[float], p: int) -> float:
+    return values[min(len(values) - 1, int(len(values) * p / 100))] if values else float("nan")
+
+
+def wrk(base: str, path: str, clients: int, seconds: int) -> tuple[float, float, float]:
+    """Requests/s and p50/p99 (ms) from wrk (HTTP/1.1 keep-alive); any non-2xx or socket error fails the run."""
+    argv = ["wrk", f"-c{clients}", f"-t{min(clients, 2)}", f"-d{seconds}s", "--latency", "-H", f"X-API-Key: {API_KEY}"]
+    out = subprocess.run([*argv, base + path], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise SystemExit(f"wrk saw errors:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return rps, wrk_ms(out, "50%"), wrk_ms(out, "99%")
+
+
+def wrk_ms(out: str, label: str) -> float:
+    value, unit = re.search(rf"\s{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def start_api(root: Path, port: int, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    (root / "db_password").write_text(PASSWORD)
+    (root / "api_key").write_text(API_KEY)
+    api_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")} | {
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(port),
+        "PGDATABASE": "warehouse",
+        "PGUSER": "db_connect",
+        "PGPASSWORD_FILE": str(root / "db_password"),
+        "API_KEY_FILE": str(root / "api_key"),
+        "STATEMENT_TIMEOUT_MS": "120000",
+        "MAX_BODY_BYTES": str(1 << 30),
+        "POOL_MAX_SIZE": "20",
+    }
+    argv = [sys.executable, "-m", "uvicorn", "db_connect.app:app", "--host", "127.0.0.1", "--port", str(api_port)]
+    argv += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    server = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{api_port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + SINGLE_PATH, headers={"X-API-Key": API_KEY}).status_code == 200:
+                return server, base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("db_connect did not start")
+
+
+def bulk(port: int, base: str, root: Path, jwt_role_key: str) -> tuple[float, float]:
+    csv_file = root / "bulk.csv"
+    with csv_file.open("w") as out:
+        out.write("id,meter,kwh,read_at\n")
+        for i in range(1, BULK_ROWS + 1):
+            out.write(f"{i},meter-{i % 500},{i * 0.25},2024-01-01T00:00:00+00:00\n")
+    psql(port, "-c", "TRUNCATE consumption.bulk")
+    started = time.monotonic()
+    psql(port, "-c", "COPY consumption.bulk FROM STDIN (FORMAT csv, HEADER)", stdin=csv_file)
+    raw = BULK_ROWS / (time.monotonic() - started)
+    psql(port, "-c", "TRUNCATE consumption.bulk")
+    headers = {"X-API-Key": jwt_role_key, "Content-Type": "text/csv"}
+    started = time.monotonic()
+    with csv_file.open("rb") as body:
+        response = httpx.post(base + "/consumption/bulk", content=body, headers=headers, timeout=300)
+    api = BULK_ROWS / (time.monotonic() - started)
+    if response.status_code != 201 or response.headers["Content-Range"] != f"*/{BULK_ROWS}":
+        raise SystemExit(f"bulk insert failed: {response.status_code} {response.text}")
+    return api, raw
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=5, help="per measurement (default 5)")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (default 2, as 2 replicas)")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="sawmill-bench-dbc-"))
+    server = None
+    try:
+        port = start_postgres(root)
+        subprocess.run(
+            [
+                "psql",
+                "-X",
+                "-q",
+                "-h127.0.0.1",
+                f"-p{port}",
+                "-Upostgres",
+                "-dpostgres",
+                "-c",
+                "CREATE DATABASE warehouse",
+            ],
+            env=dict(os.environ, PGPASSWORD=SUPER_PASSWORD),
+            check=True,
+        )
+        psql(port, "-c", SETUP_SQL)
+        register = "ALTER TABLE db_connect.api_keys OWNER TO db_connect; INSERT INTO db_connect.api_keys"
+        register += f" (name, key_sha256, role) VALUES ('bench', '{digest(WRITER_KEY)}', 'api_writer')"
+        psql(port, "-c", KEYS_DDL + ";" + register)
+        scripts = {"single": root / "single.sql", "page": root / "page.sql"}
+        scripts["single"].write_text(SINGLE_SQL)
+        scripts["page"].write_text(PAGE_SQL)
+        server, base = start_api(root, port, args.workers)
+        print(f"db_connect benchmark: {os.cpu_count()} cores, uvicorn workers={args.workers}, {args.seconds} s each\n")
+        print(
+            f"{'request':<8} {'clients':>7} {'API req/s':>10} {'p50 ms':>7} {'p99 ms':>7}   "
+            f"{'pgbench tps':>11} {'avg ms':>7} {'p99 ms':>7}   {'ratio':>6}"
+        )
+        ratios: dict[str, float] = {}
+        for name, path in (("single", SINGLE_PATH), ("page", PAGE_PATH)):
+            for clients in CLIENTS:
+                api = wrk(base, path, clients, args.seconds)
+                ref = pgbench(port, scripts[name], clients, args.seconds, root)
+                ratio = api[0] / ref[0]
+                ratios[f"{name}@{clients}"] = ratio
+                print(
+                    f"{name:<8} {clients:>7} {api[0]:>10.0f} {api[1]:>7.1f} {api[2]:>7.1f}   "
+                    f"{ref[0]:>11.0f} {ref[1]:>7.2f} {ref[2]:>7.2f}   {ratio:>6.2f}"
+                )
+        api_rows, raw_rows = bulk(port, base, root, WRITER_KEY)
+        print(
+            f"\nbulk insert of {BULK_ROWS:,} rows (CSV): API {api_rows:,.0f} rows/s, psql COPY {raw_rows:,.0f} rows/s, "
+            f"ratio {api_rows / raw_rows:.2f}"
+        )
+        print(
+            f"\ntargets: GET at 10 clients >= 0.30 of pgbench: single {ratios['single@10']:.2f}, "
+            f"page {ratios['page@10']:.2f}; bulk insert >= 0.70 of COPY: {api_rows / raw_rows:.2f}"
+        )
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=20)
+        data = root / "data"
+        if (data / "postmaster.pid").exists():
+            subprocess.run(
+                as_postgres([str(PG_BIN / "pg_ctl"), "stop", "-m", "fast", f"-D{data}"]), capture_output=True
+            )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

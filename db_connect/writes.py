@@ -1,0 +1,204 @@
+"""POST, PATCH and DELETE on /{schema}/{table}.
+
+Inserts are loaded with COPY: a CSV body goes to Postgres as it arrives, unparsed (its header line
+names the columns); a JSON array is parsed and written row by row into the same COPY. Plain inserts
+into a table COPY straight into it; upserts, returned rows and views COPY into a temporary staging
+table first, then INSERT ... SELECT ... ON CONFLICT. PATCH and DELETE refuse to run without a filter.
+"""
+
+import csv
+import json
+from collections.abc import AsyncIterator
+
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from db_connect.auth import Principal
+from db_connect.catalog import Relation
+from db_connect.database import run, transaction
+from db_connect.errors import ApiError
+from db_connect.prefer import Preferences
+from db_connect.query_params import Query
+from db_connect.settings import Settings
+from db_connect.statements import (
+    STAGING,
+    checked_columns,
+    copy_statement,
+    delete_statement,
+    merge_statement,
+    staging_statement,
+    update_statement,
+)
+
+JSON_TYPE = "application/json"
+MAX_HEADER_BYTES = 1024 * 1024
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"The request body is larger than {limit} bytes", hint="Send it in parts")
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", JSON_TYPE).split(";")[0].strip().lower()
+
+
+async def limited_body(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The body as it arrives, refused with 413 as soon as it exceeds the limit (or says it will)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise too_large(limit)
+        if chunk:
+            yield chunk
+
+
+def value_text(value: object) -> str | None:
+    """A JSON value as the text Postgres parses for the column: objects and arrays as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value)
+
+
+def invalid_body(message: str, hint: str | None = None) -> ApiError:
+    return ApiError(400, "invalid_body", message, hint=hint)
+
+
+async def json_body(request: Request, limit: int) -> object:
+    data = b"".join([chunk async for chunk in limited_body(request, limit)])
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise invalid_body("The body is not valid JSON") from None
+
+
+def json_rows(data: object) -> tuple[list[str], list[list[str | None]]]:
+    """An object or an array of objects that all have the same keys: the columns and the rows."""
+    rows = data if isinstance(data, list) else [data]
+    if not rows or not all(isinstance(row, dict) for row in rows):
+        raise invalid_body("Send a JSON object or a non-empty array of objects", hint='e.g. [{"id": 1}]')
+    names = list(rows[0])
+    if not names:
+        raise invalid_body("The objects name no column")
+    key_set = set(names)
+    if any(row.keys() != key_set for row in rows):
+        raise invalid_body("Every object must have the same keys", hint="Send null for a missing value")
+    return names, [[value_text(row[name]) for name in names] for row in rows]
+
+
+async def csv_header(chunks: AsyncIterator[bytes]) -> tuple[list[str], bytes]:
+    """The CSV header line's column names, and whatever followed it in the chunk that ended it."""
+    buffered = b""
+    async for chunk in chunks:
+        buffered += chunk
+        if b"\n" in buffered:
+            break
+        if len(buffered) > MAX_HEADER_BYTES:
+            raise invalid_body("The CSV header line is too long")
+    line, _, rest = buffered.partition(b"\n")
+    try:
+        names = next(csv.reader([line.decode().rstrip("\r")]), [])
+    except UnicodeDecodeError:
+        raise invalid_body("The CSV header is not UTF-8") from None
+    if not names or not all(names):
+        raise invalid_body("The first CSV line must name the columns", hint="e.g. id,name")
+    return names, rest
+
+
+def staged(relation: Relation, query: Query, prefs: Preferences) -> bool:
+    return bool(prefs.representation or prefs.resolution or query.on_conflict or relation.kind != "table")
+
+
+async def insert(
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    principal: Principal,
+    relation: Relation,
+    query: Query,
+    prefs: Preferences,
+    request: Request,
+) -> Response:
+    as_csv = media_type(request) == "text/csv"
+    if media_type(request) not in ("text/csv", JSON_TYPE):
+        raise ApiError(415, "unsupported_media_type", "Send application/json or text/csv")
+    if as_csv:
+        chunks = limited_body(request, settings.max_body_bytes)
+        names, rest = await csv_header(chunks)
+        rows: list[list[str | None]] = []
+    else:
+        names, rows = json_rows(await json_body(request, settings.max_body_bytes))
+    if len(set(names)) != len(names):
+        raise invalid_body("A column is named twice")
+    checked_columns(relation, names, "body")
+    with_staging = staged(relation, query, prefs)
+    target = STAGING if with_staging else sql.Identifier(relation.schema, relation.name)
+    async with transaction(pool, principal, settings.statement_timeout_ms, read_only=False) as conn:
+        if with_staging:
+            merge = merge_statement(relation, query, names, prefs.resolution or _conflict(query), prefs.representation)
+            await conn.execute(staging_statement(relation, names))
+        cursor = conn.cursor()
+        async with cursor.copy(copy_statement(target, names, as_csv)) as copy:
+            if as_csv:
+                await copy.write(rest)
+                async for chunk in chunks:
+                    await copy.write(chunk)
+            else:
+                for row in rows:
+                    await copy.write_row(row)
+        written, body = cursor.rowcount, None
+        if with_staging:
+            body, written = await (await conn.execute(merge)).fetchone() or (None, 0)
+    return written_response(201, body, written)
+
+
+def _conflict(query: Query) -> str | None:
+    """on_conflict without a resolution preference merges, as an upsert is what the client asked for."""
+    return "merge" if query.on_conflict else None
+
+
+def written_response(status: int, body: str | None, written: int) -> Response:
+    headers = {"Content-Range": f"*/{written}"}
+    if body is None:
+        return Response(status_code=204 if status == 200 else status, headers=headers)
+    return Response(status_code=status, content=body, media_type=JSON_TYPE, headers=headers)
+
+
+async def update(
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    principal: Principal,
+    relation: Relation,
+    query: Query,
+    prefs: Preferences,
+    request: Request,
+) -> Response:
+    if media_type(request) != JSON_TYPE:
+        raise ApiError(415, "unsupported_media_type", "Send the new values as a JSON object")
+    data = await json_body(request, settings.max_body_bytes)
+    if not isinstance(data, dict):
+        raise invalid_body("Send a JSON object of the columns to set", hint='e.g. {"status": "done"}')
+    statement = update_statement(relation, query, {k: value_text(v) for k, v in data.items()}, prefs.representation)
+    ((body, written),) = await run(pool, principal, settings.statement_timeout_ms, [statement], read_only=False)
+    return written_response(200, body, written)
+
+
+async def delete(
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    principal: Principal,
+    relation: Relation,
+    query: Query,
+    prefs: Preferences,
+) -> Response:
+    statement = delete_statement(relation, query, prefs.representation)
+    ((body, written),) = await run(pool, principal, settings.statement_timeout_ms, [statement], read_only=False)
+    return written_response(200, body, written)

@@ -1,0 +1,58 @@
+"""Schema `quality`: every check's result, kept, so trends and the latest state can be read through db_connect."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+from psycopg import sql
+
+SCHEMA_SQL = """
+CREATE SCHEMA IF NOT EXISTS quality;
+CREATE TABLE IF NOT EXISTS quality.results (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id text NOT NULL,
+    table_name text NOT NULL,
+    dimension text NOT NULL,
+    check_name text NOT NULL,
+    measured double precision,
+    passed boolean NOT NULL,
+    detail text NOT NULL,
+    checked_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS results_latest ON quality.results (table_name, dimension, check_name, checked_at DESC);
+CREATE OR REPLACE VIEW quality.latest AS
+    SELECT DISTINCT ON (table_name, dimension, check_name) *
+    FROM quality.results ORDER BY table_name, dimension, check_name, checked_at DESC, id DESC;
+"""
+READERS_ENV = "SAWMILL_WAREHOUSE_READERS"  # the platform's readers (db_connect, ...), space separated
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    """Create `quality` and let the warehouse's readers see it (they only see `consumption` by default)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('parse_sources.quality'))")
+        conn.execute(SCHEMA_SQL)
+        for reader in os.environ.get(READERS_ENV, "").split():
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (reader,)).fetchone():
+                conn.execute(sql.SQL("GRANT USAGE ON SCHEMA quality TO {}").format(sql.Identifier(reader)))
+                conn.execute(
+                    sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA quality TO {}").format(sql.Identifier(reader))
+                )
+
+
+def store(
+    conn: psycopg.Connection,
+    run_id: str,
+    table: str,
+    dimension: str,
+    check_name: str,
+    measured: float,
+    passed: bool,
+    detail: str,
+) -> None:
+    conn.execute(
+        "INSERT INTO quality.results (run_id, table_name, dimension, check_name, measured, passed, detail)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (run_id, table, dimension, check_name, measured if measured != float("inf") else None, passed, detail),
+    )

@@ -1,0 +1,195 @@
+"""Land a batch of Kafka messages in a Postgres table in one transaction: rows, dead letters and offsets together.
+
+Rows are COPYed into a temporary staging table, then upserted on the message key, so a message the topic holds twice
+(a producer retry without idempotence, a replayed file) is still one row, holding its latest value.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from confluent_kafka import Message
+from psycopg import sql
+
+from parse_sources import schema
+from parse_sources.schema import Schema, Table
+from parse_sources.stream import envelope
+from parse_sources.stream.dead_letters import DeadLetter, DeadLetterTable
+from parse_sources.stream.offsets import OffsetStore
+
+log = logging.getLogger(__name__)
+
+KEY = "_kafka_key"
+META: Schema = {
+    KEY: schema.TEXT,
+    "_kafka_partition": schema.INTEGER,
+    "_kafka_offset": schema.BIGINT,
+    "_kafka_timestamp": schema.TIMESTAMPTZ,
+}
+_STAGE = sql.Identifier("sawmill_sink_stage")
+_RETRIES = 3  # concurrent schema changes by another replica can fail a batch; it is retried from scratch
+_ROW_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)  # a value the column cannot hold
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    written: int  # rows upserted
+    dead: int  # messages sent to the dead-letter table
+    skipped: int  # messages already landed (by an earlier run or another replica)
+    next_offsets: dict[int, int]
+
+
+Row = tuple[str, int, int, datetime | None, dict[str, Any]]  # key, partition, offset, timestamp, record
+
+
+class TableWriter:
+    """Writes batches of one topic into one table, creating and widening the table as records require."""
+
+    def __init__(
+        self, conn: psycopg.Connection[Any], table: Table, topic: str, dead_letters: Table, declared: Schema
+    ) -> None:
+        self.conn = conn
+        self.table = table
+        self.topic = topic
+        self.offsets = OffsetStore(conn, table, topic)
+        self.dead_letters = DeadLetterTable(conn, dead_letters)
+        self._declared = {schema.column_name(name): kind for name, kind in declared.items()}
+        self._columns: Schema | None = None  # the table's columns as last read or changed by this writer
+        self._staged: tuple[str, ...] | None = None  # columns of this session's staging table
+
+    def setup(self) -> None:
+        """Create the offsets and dead-letter tables, and the target table when a schema is declared."""
+        with self.conn.transaction():
+            self._lock_ddl()
+            self.conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.table.schema)))
+            self.offsets.create()
+            self.dead_letters.create()
+            if self._declared:
+                self._columns = schema.evolve(self.conn, self.table, META | self._declared, KEY)
+
+    def write(self, messages: Sequence[Message]) -> BatchResult:
+        """Land `messages` exactly once, or raise with nothing written."""
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                with self.conn.transaction():
+                    return self._write(messages)
+            except _ROW_ERRORS as exc:
+                if attempt == _RETRIES:
+                    log.warning("batch of %d failed (%s); landing its messages one by one", len(messages), exc)
+                    return self._write_one_by_one(messages)
+                self._forget()
+            except psycopg.errors.DatabaseError as exc:
+                if attempt == _RETRIES or isinstance(exc, psycopg.OperationalError):
+                    raise
+                log.info("batch failed (%s); retrying with a fresh look at the table", exc)
+                self._forget()
+        raise AssertionError("unreachable")
+
+    def _write(self, messages: Sequence[Message], truncate_stage: bool = False) -> BatchResult:
+        next_offsets = self.offsets.lock(m.partition() for m in messages)
+        fresh = [m for m in messages if m.offset() >= next_offsets[m.partition()]]
+        rows, dead = _decode(fresh)
+        self._upsert(rows, truncate_stage)
+        self.dead_letters.add(dead)
+        advanced = {}
+        for message in fresh:
+            advanced[message.partition()] = max(advanced.get(message.partition(), 0), message.offset() + 1)
+        self.offsets.advance(advanced)
+        return BatchResult(len(rows), len(dead), len(messages) - len(fresh), next_offsets | advanced)
+
+    def _write_one_by_one(self, messages: Sequence[Message]) -> BatchResult:
+        """Each message in its own savepoint, so only the ones whose values Postgres rejects become dead letters."""
+        self._forget()
+        written = dead = skipped = 0
+        next_offsets: dict[int, int] = {}
+        with self.conn.transaction():
+            for message in messages:
+                try:
+                    with self.conn.transaction():
+                        result = self._write([message], truncate_stage=True)
+                except _ROW_ERRORS as exc:
+                    self._forget()
+                    self.offsets.lock([message.partition()])
+                    self.dead_letters.add([(message, f"rejected by Postgres: {exc}".strip())])
+                    self.offsets.advance({message.partition(): message.offset() + 1})
+                    dead += 1
+                    next_offsets[message.partition()] = message.offset() + 1
+                    continue
+                written, dead, skipped = written + result.written, dead + result.dead, skipped + result.skipped
+                next_offsets |= result.next_offsets
+        return BatchResult(written, dead, skipped, next_offsets)
+
+    def _upsert(self, rows: dict[str, Row], truncate_stage: bool) -> None:
+        if not rows:
+            return
+        records = [row[4] for row in rows.values()]
+        needed = schema.infer_schema(records, self._columns or META)
+        if needed != self._columns:
+            self._lock_ddl()
+            self._columns = schema.evolve(self.conn, self.table, META | needed, KEY)
+        columns = self._columns
+        if self._staged != tuple(columns):
+            self.conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(_STAGE))
+            self.conn.execute(
+                sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DELETE ROWS").format(
+                    _STAGE, self.table.identifier
+                )
+            )
+            self._staged = tuple(columns)
+        elif truncate_stage:
+            self.conn.execute(sql.SQL("TRUNCATE {}").format(_STAGE))
+        names = sql.SQL(", ").join(map(sql.Identifier, columns))
+        data_columns = [(name, kind) for name, kind in columns.items() if name not in META]
+        with self.conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(_STAGE, names)) as copy:
+            for key, partition, offset, timestamp, record in rows.values():
+                values = [schema.to_column_value(record.get(name), kind) for name, kind in data_columns]
+                copy.write_row((key, partition, offset, timestamp, *values))
+        updates = sql.SQL(", ").join(
+            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(name), sql.Identifier(name))
+            for name in columns
+            if name != KEY
+        )
+        self.conn.execute(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) DO UPDATE SET {}").format(
+                self.table.identifier, names, names, _STAGE, sql.Identifier(KEY), updates
+            )
+        )
+
+    def _lock_ddl(self) -> None:
+        """Serialise DDL on this table among replicas (transaction-scoped), so they never race to create a column."""
+        self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"sawmill-sink:{self.table}",))
+
+    def _forget(self) -> None:
+        """After a rollback, what this writer believed about the table and the staging table may be stale."""
+        self._columns = None
+        self._staged = None
+
+
+def _decode(messages: Sequence[Message]) -> tuple[dict[str, Row], list[DeadLetter]]:
+    """Rows by key (the latest message of a key wins) and the messages that are not records."""
+    rows: dict[str, Row] = {}
+    dead: list[DeadLetter] = []
+    for message in messages:
+        try:
+            record = envelope.decode(message.value())
+        except envelope.MalformedMessage as exc:
+            dead.append((message, str(exc)))
+            continue
+        raw_key = message.key()
+        try:
+            key = raw_key.decode() if raw_key is not None else f"{message.partition()}-{message.offset()}"
+        except UnicodeDecodeError:
+            dead.append((message, "key is not UTF-8"))
+            continue
+        kind, millis = message.timestamp()
+        timestamp = datetime.fromtimestamp(millis / 1000, UTC) if kind else None
+        normalised = {schema.column_name(name): value for name, value in record.items()}
+        for name in META:
+            normalised.pop(name, None)
+        rows[key] = (key, message.partition(), message.offset(), timestamp, normalised)
+    return rows, dead

@@ -1,0 +1,106 @@
+"""db_connect's query-string parser and SQL builder: names are checked and quoted, values always bound."""
+
+import pytest
+from psycopg import sql
+
+from db_connect.catalog import Column, Relation
+from db_connect.errors import ApiError
+from db_connect.query_params import Condition, Group, OrderTerm, parse_query
+from db_connect.statements import decode_cursor, delete_statement, encode_cursor, page_statement
+
+READINGS = Relation(
+    "consumption",
+    "readings",
+    "table",
+    (Column("id", "integer", not_null=True), Column("meter", "text"), Column('we"ird', "text")),
+    ("id",),
+)
+
+
+def parse(query: str) -> object:
+    pairs = [tuple(part.split("=", 1)) for part in query.split("&") if part]
+    return parse_query(pairs, 100, 1000)  # type: ignore[arg-type]
+
+
+def render(statement: sql.Composable) -> str:
+    return statement.as_string()
+
+
+def test_filters_logic_groups_and_order_parse_into_a_plain_description() -> None:
+    query = parse('meter=not.in.(a,"b,c")&or=(id.lt.3,and(meter.is.null,id.gte.9))&order=meter.desc.nullslast,id')
+    assert query.where == Group(
+        "and",
+        (
+            Condition("meter", "in", ("a", "b,c"), negated=True),
+            Group(
+                "or",
+                (
+                    Condition("id", "lt", "3"),
+                    Group("and", (Condition("meter", "is", "null"), Condition("id", "gte", "9"))),
+                ),
+            ),
+        ),
+    )
+    assert query.order == (OrderTerm("meter", True, "last"), OrderTerm("id"))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "id=between.1",
+        "id=eq",
+        "or=(id.eq.1",
+        "or=(id.eq.1))",
+        "order=id.up",
+        "limit=0",
+        "limit=1001",
+        "select=",
+        "id=in.1",
+    ],
+)
+def test_malformed_queries_are_client_errors(query: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        parse(query)
+    assert caught.value.status == 400
+
+
+def test_deep_nesting_is_refused_before_it_costs_anything() -> None:
+    nested = "or=" + "(or" * 20 + "(id.eq.1" + ")" * 21
+    with pytest.raises(ApiError):
+        parse(nested)
+
+
+def test_values_are_bound_and_identifiers_quoted() -> None:
+    statement = page_statement(READINGS, parse("meter=eq.x' OR 1=1 --&we\"ird=like.*a*&limit=5"))
+    text = render(statement.query)
+    assert "x'" not in text and "OR 1=1" not in text
+    assert '"t"."we""ird"::text LIKE %s' in text
+    assert statement.params == ["x' OR 1=1 --", "%a%", 5, 0]
+
+
+def test_pages_are_ordered_by_the_client_then_by_the_primary_key() -> None:
+    text = render(page_statement(READINGS, parse("order=meter.desc")).query)
+    assert 'ORDER BY "t"."meter" DESC, "t"."id" ASC LIMIT %s OFFSET %s' in text
+
+
+def test_unknown_columns_are_refused_wherever_they_appear() -> None:
+    for query in ("select=nope", "nope=eq.1", "order=nope", "or=(nope.eq.1)"):
+        with pytest.raises(ApiError) as caught:
+            page_statement(READINGS, parse(query))
+        assert "has no column 'nope'" in caught.value.body.message
+
+
+def test_a_cursor_round_trips_and_rejects_a_different_ordering() -> None:
+    token = encode_cursor(["42"])
+    assert decode_cursor(token, 1) == ["42"]
+    with pytest.raises(ApiError):
+        decode_cursor(token, 2)
+    statement = page_statement(READINGS, parse(f"cursor={token}&limit=10"))
+    assert '("t"."id" > %s)' in render(statement.query)
+    assert statement.params == ["42", 10, 0]
+
+
+def test_delete_without_a_filter_is_refused() -> None:
+    with pytest.raises(ApiError) as caught:
+        delete_statement(READINGS, parse("select=id"), returning=False)
+    assert caught.value.body.code == "filter_required"

@@ -1,0 +1,90 @@
+"""Streaming pieces that need no broker: the message envelope, the sources, topic specs and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from parse_sources.__main__ import main
+from parse_sources.stream import envelope, sources
+from parse_sources.stream.topics import TopicSpec
+
+
+def test_an_envelope_round_trips_a_record_with_its_schema_version() -> None:
+    encoded = envelope.encode({"n": 1, "at": "x"})
+    assert json.loads(encoded) == {"schema_version": 1, "data": {"n": 1, "at": "x"}}
+    assert envelope.decode(encoded) == {"n": 1, "at": "x"}
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (None, "empty value (tombstone)"),
+        (b"\xff", "value is not UTF-8"),
+        (b"{", "value is not JSON: Expecting property name enclosed in double quotes at position 1"),
+        (b'"text"', "value is a JSON str, not an object"),
+        (b'{"schema_version": 0, "data": {}}', "schema_version is missing or not a positive integer"),
+        (b'{"schema_version": true, "data": {}}', "schema_version is missing or not a positive integer"),
+        (b'{"schema_version": 1, "data": [1]}', "data is missing or not a JSON object"),
+    ],
+)
+def test_a_malformed_message_is_rejected_with_its_reason(value: bytes | None, reason: str) -> None:
+    with pytest.raises(envelope.MalformedMessage) as error:
+        envelope.decode(value)
+    assert str(error.value) == reason
+
+
+def test_a_non_object_line_in_a_json_lines_file_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"a": 1}\n[1]\n')
+    with pytest.raises(ValueError, match=r"x.jsonl:2: expected a JSON object, got list"):
+        list(sources.read_file(path))
+
+
+def test_a_record_without_its_key_field_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("id,name\n,nobody\n")
+    with pytest.raises(ValueError, match="no key field 'id'"):
+        list(sources.read_file(path, key_field="id"))
+
+
+def fake_proc(root: Path, ticks: int, ctxt: int) -> Path:
+    (root / "stat").write_text(
+        f"cpu  {ticks} 0 {ticks} {2 * ticks} 0 0 0 0 0 0\ncpu0 1 2 3 4\nintr {ctxt * 2} 1 2\nctxt {ctxt}\n"
+        "procs_running 3\nprocs_blocked 1\n"
+    )
+    (root / "vmstat").write_text(f"pgpgin {ctxt}\npgpgout 0\npswpin 0\npswpout 0\n")
+    (root / "meminfo").write_text(
+        "MemTotal: 1000 kB\nMemFree: 400 kB\nMemAvailable: 600 kB\nBuffers: 10 kB\nCached: 100 kB\n"
+        "SwapTotal: 50 kB\nSwapFree: 20 kB\n"
+    )
+    return root
+
+
+def test_host_metrics_turn_proc_counters_into_vmstat_like_rates_and_shares(tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, ticks=100, ctxt=1000)
+
+    def advance(_seconds: float) -> None:  # stands for the interval passing: counters move on
+        fake_proc(tmp_path, ticks=200, ctxt=3000)
+
+    [(key, sample)] = list(sources.host_metrics(1.0, count=1, proc=proc, host="h", sleep=advance))
+    assert key == f"h:{sample['ts']}"
+    assert (sample["cpu_user"], sample["cpu_system"], sample["cpu_idle"]) == (25.0, 25.0, 50.0)
+    assert (sample["procs_running"], sample["procs_blocked"]) == (3, 1)
+    assert (sample["mem_free_kb"], sample["mem_available_kb"], sample["swap_used_kb"]) == (400, 600, 30)
+    assert sample["context_switches"] > 0 and sample["interrupts"] == 2 * sample["context_switches"]
+
+
+def test_topic_specs_take_the_deploy_configurations_shape() -> None:
+    spec = TopicSpec.from_mapping("events", {"partitions": 6, "retention_ms": 1000, "cleanup_policy": "delete"}, 3)
+    assert spec == TopicSpec("events", 6, 3, {"retention.ms": "1000", "cleanup.policy": "delete"})
+    assert TopicSpec.from_mapping("small", {}, brokers=5).replication_factor == 3
+
+
+def test_the_cli_offers_the_streaming_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    usage = capsys.readouterr().out
+    assert all(command in usage for command in ("produce", "sink", "topics"))
