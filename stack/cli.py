@@ -24,6 +24,7 @@ examples:
   python deploy.py status              table of services, replicas, health and URLs
   python deploy.py logs db_connect     last log lines of a component's services
   python deploy.py secrets show db_connect_api_key
+  python deploy.py api-keys create --role api_writer --name loader
   python deploy.py down --volumes      remove the platform and its data
 
 configuration: sawmill.toml in the current directory (or $SAWMILL_CONFIG), overridden by
@@ -83,6 +84,19 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("component", choices=list(COMPONENTS))
     logs.add_argument("--tail", type=int, default=50, help="lines per service (default 50)")
     logs.set_defaults(handler=_logs)
+
+    keys = sub.add_parser("api-keys", help="create, list and revoke db_connect API keys (each runs as a Postgres role)")
+    keys_sub = keys.add_subparsers(required=True, metavar="ACTION")
+    create = keys_sub.add_parser("create", help="create a key; it is printed once")
+    create.add_argument("--role", required=True, help="Postgres role its requests run as, e.g. api_reader, api_writer")
+    create.add_argument("--name", required=True, help="unique name to list and revoke it by")
+    create.set_defaults(handler=_api_keys, key_args=lambda a: ["create", "--role", a.role, "--name", a.name])
+    keys_sub.add_parser("list", help="list keys (never their values)").set_defaults(
+        handler=_api_keys, key_args=lambda a: ["list"]
+    )
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by name; it stops working within seconds")
+    revoke.add_argument("name")
+    revoke.set_defaults(handler=_api_keys, key_args=lambda a: ["revoke", a.name])
 
     sec = sub.add_parser("secrets", help="read generated secrets")
     sec_sub = sec.add_subparsers(required=True, metavar="ACTION")
@@ -208,6 +222,22 @@ def _secret_show(settings: Settings, args: argparse.Namespace) -> int:
     image = images.reader(settings)
     images.ensure([image])
     sys.stdout.write(secrets.read(full, image.ref, settings.prefix).decode())
+    return 0
+
+
+def _api_keys(settings: Settings, args: argparse.Namespace) -> int:
+    """Run db_connect's own key command inside one of its running containers (it has the credentials)."""
+    service = names.service(settings.prefix, "db_connect", "api")
+    found = docker.container.list(filters=[("label", f"com.docker.swarm.service.name={service}")])
+    if not found:
+        say(f"no running {service} container on this node; is db_connect up? try `status`")
+        return 1
+    command = ["python", "-m", "db_connect", "keys", *args.key_args(args)]
+    try:
+        print(docker.container.execute(found[0], command))
+    except DockerException as exc:
+        say((exc.stderr or str(exc)).strip())
+        return 1
     return 0
 
 

@@ -6,10 +6,8 @@ import json
 import time
 from collections.abc import Callable
 
-from python_on_whales import docker
-
 from stack import http
-from tests.e2e.conftest import PREFIX, Platform, running_container
+from tests.e2e.conftest import Platform
 
 
 def request(platform: Platform, method: str, path: str, key: str, body: object = None) -> http.Response:
@@ -18,9 +16,8 @@ def request(platform: Platform, method: str, path: str, key: str, body: object =
     return platform.get("api.localhost", path, method=method, body=data, headers=all_headers)
 
 
-def keys_cli(*args: str) -> str:
-    container = running_container(f"{PREFIX}_db_connect_api")
-    return docker.execute(container, ["python3", "-m", "db_connect", "keys", *args])
+def keys_cli(platform: Platform, *args: str) -> str:
+    return platform.deploy("api-keys", *args).stdout
 
 
 def eventually(check: Callable[[], bool], timeout_s: float = 20) -> bool:
@@ -46,7 +43,7 @@ def test_a_new_table_is_served_after_its_ddl_and_writes_need_a_writer_key(platfo
     refused = request(platform, "POST", "/consumption/e2e_orders", platform.api_key, {"id": 3, "item": "fig"})
     assert refused.status == 403, "the platform key maps to api_reader"
 
-    writer = keys_cli("create", "--role", "api_writer", "--name", "e2e-writer").strip()
+    writer = keys_cli(platform, "create", "--role", "api_writer", "--name", "e2e-writer").strip()
     try:
         created = eventually(
             lambda: (
@@ -60,8 +57,8 @@ def test_a_new_table_is_served_after_its_ddl_and_writes_need_a_writer_key(platfo
             "api.localhost", "/consumption/e2e_orders?order=id", headers={"X-API-Key": writer, "Accept": "text/csv"}
         )
         assert csv.body.decode().splitlines() == ['"id","item"', '"1","apple"', '"2","pear"', '"3","fig"']
-        assert "e2e-writer" in keys_cli("list")
+        assert "e2e-writer" in keys_cli(platform, "list")
     finally:
-        keys_cli("revoke", "e2e-writer")
+        keys_cli(platform, "revoke", "e2e-writer")
     assert eventually(lambda: platform.api("/consumption/e2e_orders").status == 200)
     assert eventually(lambda: request(platform, "GET", "/consumption/e2e_orders", writer).status == 401)
