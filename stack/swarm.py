@@ -6,7 +6,7 @@ import base64
 import datetime as dt
 from dataclasses import dataclass
 
-from python_on_whales import docker
+from python_on_whales import DockerException, docker
 from python_on_whales.components.service.cli_wrapper import Service
 from python_on_whales.components.task.cli_wrapper import Task
 
@@ -36,7 +36,15 @@ def desired_replicas(service: Service) -> int | None:
 
 
 def tasks(service: Service) -> list[Task]:
-    return sorted(docker.service.ps(service), key=lambda t: t.created_at or dt.datetime.min, reverse=True)
+    """The service's tasks, newest first; a task Swarm removes while it is being read is left out."""
+    found = []
+    for task in docker.service.ps(service):
+        try:
+            created = task.created_at
+        except DockerException:
+            continue
+        found.append((created or dt.datetime.min.replace(tzinfo=dt.UTC), task))
+    return [task for _, task in sorted(found, key=lambda pair: pair[0], reverse=True)]
 
 
 def running(service_tasks: list[Task]) -> int:

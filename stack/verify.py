@@ -33,7 +33,10 @@ def wait_converged(stack_name: str, since: dt.datetime, timeout_s: float) -> Non
     while True:
         pending = []
         for service in swarm.services(stack_name):
-            problem = _pending(service, since)
+            try:
+                problem = _pending(service, since)
+            except DockerException:  # a task or service vanished while it was being looked at
+                problem = "changing"
             if problem == "failed":
                 raise DeployError(_explain(service, since))
             if problem:
