@@ -1,7 +1,8 @@
 """Land a batch of Kafka messages in a Postgres table in one transaction: rows, dead letters and offsets together.
 
-Rows are COPYed into a temporary staging table, then upserted on the message key, so a message the topic holds twice
-(a producer retry without idempotence, a replayed file) is still one row, holding its latest value.
+Messages are COPYed, as raw JSON, into a temporary staging table, then upserted on the message key in one statement
+that also extracts the fields (see staging), so a message the topic holds twice (a producer retry without
+idempotence, a replayed file) is still one row, holding its latest value.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -18,8 +18,8 @@ from psycopg import sql
 
 from parse_sources import schema
 from parse_sources.schema import Schema, Table
-from parse_sources.stream import envelope
-from parse_sources.stream.dead_letters import DeadLetter, DeadLetterTable
+from parse_sources.stream import staging
+from parse_sources.stream.dead_letters import DeadLetterTable
 from parse_sources.stream.offsets import OffsetStore
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,6 @@ class BatchResult:
     next_offsets: dict[int, int]
 
 
-Row = tuple[str, int, int, datetime | None, dict[str, Any]]  # key, partition, offset, timestamp, record
-
-
 class TableWriter:
     """Writes batches of one topic into one table, creating and widening the table as records require."""
 
@@ -60,7 +57,8 @@ class TableWriter:
         self.dead_letters = DeadLetterTable(conn, dead_letters)
         self._declared = {schema.column_name(name): kind for name, kind in declared.items()}
         self._columns: Schema | None = None  # the table's columns as last read or changed by this writer
-        self._staged: tuple[str, ...] | None = None  # columns of this session's staging table
+        self._staged = False  # whether this session's staging table exists
+        self._upsert_statement: sql.Composed | None = None  # for the columns in self._columns
 
     def setup(self) -> None:
         """Create the offsets and dead-letter tables, and the target table when a schema is declared."""
@@ -93,7 +91,7 @@ class TableWriter:
     def _write(self, messages: Sequence[Message], truncate_stage: bool = False) -> BatchResult:
         next_offsets = self.offsets.lock(m.partition() for m in messages)
         fresh = [m for m in messages if m.offset() >= next_offsets[m.partition()]]
-        rows, dead = _decode(fresh)
+        rows, dead = staging.decode(fresh)
         self._upsert(rows, truncate_stage)
         self.dead_letters.add(dead)
         advanced = {}
@@ -124,40 +122,57 @@ class TableWriter:
                 next_offsets |= result.next_offsets
         return BatchResult(written, dead, skipped, next_offsets)
 
-    def _upsert(self, rows: dict[str, Row], truncate_stage: bool) -> None:
+    def _upsert(self, rows: dict[bytes, staging.Row], truncate_stage: bool) -> None:
         if not rows:
             return
-        records = [row[4] for row in rows.values()]
-        needed = schema.infer_schema(records, self._columns or META)
-        if needed != self._columns:
+        needed = schema.infer_schema((row.record for row in rows.values()), self._columns or META)
+        if needed != self._columns or self._upsert_statement is None:
             self._lock_ddl()
             self._columns = schema.evolve(self.conn, self.table, META | needed, KEY)
-        columns = self._columns
-        if self._staged != tuple(columns):
-            self.conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(_STAGE))
+            self._upsert_statement = self._upsert_sql()
+        if not self._staged:
             self.conn.execute(
-                sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DELETE ROWS").format(
-                    _STAGE, self.table.identifier
+                sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
+                    _STAGE, sql.SQL(staging.COLUMNS)
                 )
             )
-            self._staged = tuple(columns)
+            self._staged = True
         elif truncate_stage:
             self.conn.execute(sql.SQL("TRUNCATE {}").format(_STAGE))
-        names = sql.SQL(", ").join(map(sql.Identifier, columns))
-        data_columns = [(name, kind) for name, kind in columns.items() if name not in META]
-        with self.conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(_STAGE, names)) as copy:
-            for key, partition, offset, timestamp, record in rows.values():
-                values = [schema.to_column_value(record.get(name), kind) for name, kind in data_columns]
-                copy.write_row((key, partition, offset, timestamp, *values))
-        updates = sql.SQL(", ").join(
-            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(name), sql.Identifier(name))
-            for name in columns
-            if name != KEY
-        )
-        self.conn.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) DO UPDATE SET {}").format(
-                self.table.identifier, names, names, _STAGE, sql.Identifier(KEY), updates
-            )
+        with self.conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(_STAGE)) as copy:
+            copy.write(staging.copy_text(rows.values()))
+        self.conn.execute(self._upsert_statement)
+
+    def _upsert_sql(self) -> sql.Composed:
+        """The upsert that extracts each field from the staged jsonb and casts it to its column's type.
+
+        Casts name the base type (no modifier), so a value too long for varchar(n) fails instead of being cut.
+        """
+        types = self.conn.execute(
+            "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute"
+            " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            (str(self.table),),
+        ).fetchall()
+        data = [(name, kind) for name, kind in types if name not in META]
+        fields = [
+            sql.SQL("s.value -> 'data' -> {}").format(sql.Literal(name))
+            if kind in ("json", "jsonb")
+            else sql.SQL("(s.value -> 'data' ->> {})::{}").format(sql.Literal(name), sql.SQL(kind))
+            for name, kind in data
+        ]
+        names = [sql.Identifier(name) for name, _ in types]
+        updates = [sql.SQL("{} = EXCLUDED.{}").format(name, name) for name in names if name != sql.Identifier(KEY)]
+        return sql.SQL(
+            "INSERT INTO {table} ({names}) SELECT s.key, s.partition, s.kafka_offset,"
+            " 'epoch'::timestamptz + s.timestamp_ms * interval '1 millisecond'{fields} FROM {stage} s"
+            " ON CONFLICT ({key}) DO UPDATE SET {updates}"
+        ).format(
+            table=self.table.identifier,
+            names=sql.SQL(", ").join(names),
+            fields=sql.SQL("").join(sql.SQL(", {}").format(field) for field in fields),
+            stage=_STAGE,
+            key=sql.Identifier(KEY),
+            updates=sql.SQL(", ").join(updates),
         )
 
     def _lock_ddl(self) -> None:
@@ -167,29 +182,5 @@ class TableWriter:
     def _forget(self) -> None:
         """After a rollback, what this writer believed about the table and the staging table may be stale."""
         self._columns = None
-        self._staged = None
-
-
-def _decode(messages: Sequence[Message]) -> tuple[dict[str, Row], list[DeadLetter]]:
-    """Rows by key (the latest message of a key wins) and the messages that are not records."""
-    rows: dict[str, Row] = {}
-    dead: list[DeadLetter] = []
-    for message in messages:
-        try:
-            record = envelope.decode(message.value())
-        except envelope.MalformedMessage as exc:
-            dead.append((message, str(exc)))
-            continue
-        raw_key = message.key()
-        try:
-            key = raw_key.decode() if raw_key is not None else f"{message.partition()}-{message.offset()}"
-        except UnicodeDecodeError:
-            dead.append((message, "key is not UTF-8"))
-            continue
-        kind, millis = message.timestamp()
-        timestamp = datetime.fromtimestamp(millis / 1000, UTC) if kind else None
-        normalised = {schema.column_name(name): value for name, value in record.items()}
-        for name in META:
-            normalised.pop(name, None)
-        rows[key] = (key, message.partition(), message.offset(), timestamp, normalised)
-    return rows, dead
+        self._staged = False
+        self._upsert_statement = None

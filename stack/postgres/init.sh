@@ -196,10 +196,10 @@ for n in $READERS $WRITERS; do
 done
 for w in $WRITERS; do
     run "grant warehouse write to $w" "$WAREHOUSE" -1 -v d="$WAREHOUSE" -v w="$w" <<'SQL'
-GRANT CONNECT, CREATE ON DATABASE :"d" TO :"w";
+GRANT CONNECT, CREATE, TEMPORARY ON DATABASE :"d" TO :"w";
 GRANT USAGE, CREATE ON SCHEMA raw, curated, consumption TO :"w";
 SQL
-    log "writer $w: CONNECT, CREATE on $WAREHOUSE; USAGE, CREATE on raw, curated, consumption"
+    log "writer $w: CONNECT, CREATE, TEMPORARY on $WAREHOUSE; USAGE, CREATE on raw, curated, consumption"
 done
 for r in $READERS; do
     # Tables that the writers (or the superuser) create in consumption later are readable too.
