@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from stack import certs, names, swarm
+from stack import certs, names, plan, swarm
 from stack.config import Settings
 
 
@@ -19,9 +19,11 @@ class Row:
 
 def rows(settings: Settings) -> list[Row]:
     result = []
+    # served: routed to an upstream this mode can run, or nginx itself (the landing page)
+    served = {c.name for c in plan.make_plan(settings).routes} | {"webserver"}
     for component in settings.components:
         host = settings.subdomains.get(component)
-        url = settings.url(host) if host is not None else "(internal)"
+        url = "(internal)" if host is None else settings.url(host) if component in served else "(not served here)"
         services = swarm.services(names.stack(settings.prefix, component))
         if not services:
             result.append(Row(component, "-", "-", "not deployed", url))
