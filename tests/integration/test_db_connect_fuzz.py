@@ -4,6 +4,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import httpx
 import hypothesis
 import jwt
 import pytest
@@ -40,7 +41,12 @@ def base_url(db_connect_warehouse: DbConnectWarehouse) -> Iterator[str]:
     deadline = time.monotonic() + 20
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
+    # the schema cache loads in the background (requests never wait for it): wait until it has the table
+    while "/consumption/fuzz" not in httpx.get(f"{url}/openapi.json").json()["paths"]:
+        assert time.monotonic() < deadline, "the schema cache never listed consumption.fuzz"
+        time.sleep(0.1)
+    yield url
     server.should_exit = True
     thread.join(timeout=10)
     db_connect_warehouse.execute("DROP TABLE consumption.fuzz")
