@@ -66,7 +66,8 @@ def main() -> None:
     noop_median, ref_median = statistics.median(noop), statistics.median(reference)
     print(f"cold up (images built, until every service healthy and routed): {cold:6.1f} s   target <= 60 s")
     print(f"no-op up, median of {args.runs}:                                  {noop_median:6.1f} s   target <= 5 s")
-    print(f"reference: docker stack deploy of the same {len(the_plan.components)} stacks, median:      {ref_median:6.1f} s")
+    stacks = len(the_plan.components)
+    print(f"reference: docker stack deploy of the same {stacks} stacks, median:      {ref_median:6.1f} s")
     print(f"ratio no-op up / reference:                                       {noop_median / ref_median:6.2f}")
 
 

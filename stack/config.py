@@ -177,6 +177,8 @@ class Settings(BaseSettings):
             raise ValueError("email: certificates = 'acme' needs an email address for the ACME account")
         if self.certificates == "acme" and self.domain == "localhost":
             raise ValueError("certificates: no public CA issues for 'localhost'; use 'local' or a real domain")
+        if self.certificates != "local":
+            raise ValueError(f"certificates: {self.certificates!r} is not implemented yet; use 'local'")
         return self
 
     @property

@@ -88,3 +88,11 @@ def test_the_documented_example_config_is_valid(isolated_env: Path, monkeypatch:
     monkeypatch.setenv("SAWMILL_CONFIG", str(ROOT / "sawmill.example.toml"))
     settings = load_settings()
     assert settings.domain == "localhost"
+
+
+def test_certificate_modes_not_built_yet_are_refused_up_front(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAWMILL_CERTIFICATES", "files")
+    with pytest.raises(ConfigError, match="'files' is not implemented yet"):
+        load_settings()
