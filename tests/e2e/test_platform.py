@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from python_on_whales import docker
 
 from stack import http as https
@@ -49,7 +50,8 @@ def test_cold_up_serves_the_api_over_tls_verified_by_the_local_ca(platform: Plat
     health = platform.get("api.localhost", "/health")
     assert health.status == 200
     assert json.loads(health.body) == {"status": "ok"}
-    assert Path(platform.cafile).read_text().startswith("-----BEGIN CERTIFICATE-----")
+    ca = x509.load_pem_x509_certificate(Path(platform.cafile).read_bytes())
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert "https://api.localhost:18443/" in platform.up_output
     assert f"local CA certificate: {platform.cafile}" in platform.up_output
 
