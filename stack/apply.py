@@ -1,7 +1,8 @@
-"""Apply: make the swarm match a plan, one component stack at a time, skipping what is unchanged.
+"""Apply: make the swarm match a plan, one stack per component, skipping what is unchanged.
 
-Order per component: network, secrets, images, certificates, nginx -t, `stack deploy`, wait until
-converged, then record the deployed digest. A component whose digest matches the record is not touched.
+First network, secrets, images and certificates; then Postgres, then the other components side by side:
+nginx -t, `stack deploy`, wait until converged, record the deployed digest. A component whose digest matches
+its record is not touched.
 """
 
 from __future__ import annotations
@@ -62,8 +63,15 @@ def apply(plan: Plan, selected: list[str]) -> list[str]:
                 say("  issued a new certificate from the local CA")
     write_plan(plan)
     changed = []
-    for cp in chosen:
-        if _deploy(plan, cp):
+    # Postgres first (the others need the roles its init job makes), then the rest roll out side by side.
+    for wave in ([cp for cp in chosen if cp.name == "postgres"], [cp for cp in chosen if cp.name != "postgres"]):
+        started = [(cp, *begun) for cp in wave if (begun := _start(plan, cp))]
+        if started:
+            time.sleep(1)  # let Swarm register the updates before they are watched
+        for cp, since, record in started:
+            with step(f"waiting for {cp.name} to converge"):
+                wait_converged(cp.stack_name, since, CONVERGE_TIMEOUT_S)
+            _record(settings.prefix, cp, record)
             changed.append(cp.name)
     return changed
 
@@ -79,23 +87,19 @@ def _ensure_node_label(label: str) -> None:
         docker.node.update(docker.info().swarm.node_id, labels_add={label: "true"})
 
 
-def _deploy(plan: Plan, cp: ComponentPlan) -> bool:
-    prefix = plan.settings.prefix
-    record = swarm.deployed(prefix, cp.name)
+def _start(plan: Plan, cp: ComponentPlan) -> tuple[dt.datetime, swarm.Deployed | None] | None:
+    """Hand a changed component's stack to Swarm; None if it is unchanged since its last successful deploy."""
+    record = swarm.deployed(plan.settings.prefix, cp.name)
     if record and record.digest == cp.digest and swarm.services(cp.stack_name):
         say(f"✓ {cp.name}: unchanged")
-        return False
-    stack_file = plan.directory(cp.name) / "stack.yml"
+        return None
     if cp.name == "webserver":
         with step("checking nginx configuration with nginx -t"):
             check_nginx(cp.images[0].ref, plan.directory(cp.name) / "nginx.conf")
     with step(f"deploying {cp.name} (stack {cp.stack_name})"):
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-        docker.stack.deploy(cp.stack_name, [stack_file], prune=True, resolve_image="never")
-        time.sleep(1)  # let Swarm register the update before it is watched
-        wait_converged(cp.stack_name, since, CONVERGE_TIMEOUT_S)
-    _record(prefix, cp, record)
-    return True
+        docker.stack.deploy(cp.stack_name, [plan.directory(cp.name) / "stack.yml"], prune=True, resolve_image="never")
+    return since, record
 
 
 def check_nginx(image: str, conf: Path) -> None:

@@ -129,14 +129,14 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
         with step("checking every subdomain through nginx") if changed else nullcontext():
             verify.wait_routes(settings, checks, cafile, VERIFY_TIMEOUT_S)
     print(status.table(status.rows(settings)))
-    _print_urls(settings)
+    _print_urls(settings, {c.name for c in the_plan.routes} | {"webserver"})
     return 0
 
 
-def _print_urls(settings: Settings) -> None:
+def _print_urls(settings: Settings, served: set[str]) -> None:
     print()
     for component, host in settings.subdomains.items():
-        print(f"  {component:<12} {settings.url(host)}")
+        print(f"  {component:<12} {settings.url(host) if component in served else '(not served in this mode)'}")
     if settings.certificates == "local":
         print(f"\nlocal CA certificate: {certs.ca_path(settings)}")
         print("  trust it in your browser, or: curl --cacert <that file> https://...")
