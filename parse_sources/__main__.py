@@ -16,13 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     subparsers = parser.add_subparsers(required=True, metavar="COMMAND")
     for family in FAMILIES:
-        try:
-            module = importlib.import_module(family)
-        except ModuleNotFoundError as exc:
-            if exc.name != family:
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(family).register(subparsers)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return int(args.handler(args) or 0)
