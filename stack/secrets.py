@@ -129,7 +129,9 @@ def fifo(value: bytes) -> Iterator[Path]:
         try:
             yield path
         finally:
-            if writer.is_alive():  # the reader never opened the pipe: unblock the writer
-                with open(path, "rb") as pipe:
-                    pipe.read()
+            if writer.is_alive():  # maybe nobody opened the pipe: open its read end so the writer can finish
+                # O_NONBLOCK: never waits, even if the writer finished meanwhile (a blocking open would hang)
+                read_end = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+                writer.join()
+                os.close(read_end)
             writer.join()
