@@ -136,7 +136,10 @@ def test_secrets_appear_in_no_rendered_file_service_spec_or_log(platform: Platfo
     specs = subprocess.run(
         ["docker", "service", "inspect", *[s.id for s in services]], capture_output=True, text=True, check=True
     ).stdout
-    logs = "".join(docker.service.logs(s) for s in services)
+    # every task's container, stopped ones too (`docker service logs` was seen to hang on a replaced task)
+    stacked = docker.container.list(all=True, filters=[("label", "com.docker.stack.namespace")])
+    containers = [c for c in stacked if c.config.labels["com.docker.stack.namespace"].startswith(f"{PREFIX}_")]
+    logs = "".join(docker.container.logs(c) for c in containers)
     for value in values:
         assert value not in rendered
         assert value not in specs
