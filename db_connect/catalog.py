@@ -52,6 +52,8 @@ class Relation:
     primary_key: tuple[str, ...]
     oid: int = 0
     by_name: dict[str, Column] = field(init=False, repr=False, compare=False)
+    # Statement texts by query shape (templates.py); a reload builds new relations, so they start empty.
+    templates: dict[object, list] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {column.name: column for column in self.columns})

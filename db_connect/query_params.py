@@ -6,6 +6,9 @@
 Nothing here knows SQL or the schema: names are checked against the schema cache by the planner.
 """
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,7 +54,7 @@ class Query:
     order: tuple[OrderTerm, ...]
     limit: int
     offset: int
-    cursor: str | None
+    cursor: tuple[str, ...] | None  # the decoded Next-Cursor values; () for the first keyset page
     on_conflict: tuple[str, ...] | None
 
 
@@ -132,7 +135,10 @@ def parse_condition(column: str, text: str, parameter: str, *, in_group: bool = 
         if value.lower() not in IS_VALUES:
             raise invalid(parameter, f"'is' takes one of {', '.join(IS_VALUES)}")
         return Condition(column, operator, value.lower(), negated)
-    return Condition(column, operator, unquote(value) if in_group else value, negated)
+    value = unquote(value) if in_group else value
+    if operator in ("like", "ilike"):
+        value = value.replace("*", "%")  # PostgREST's URL-safe wildcard
+    return Condition(column, operator, value, negated)
 
 
 def parse_group(key: str, text: str, parameter: str, depth: int = 0) -> Group:
@@ -196,6 +202,23 @@ def parse_int(parameter: str, text: str, low: int, high: int) -> int:
     return value
 
 
+def encode_cursor(values: list[str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> tuple[str, ...]:
+    """The values of a Next-Cursor header; whether they fit the ordering is the planner's check."""
+    if not token:
+        return ()
+    try:
+        values = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, binascii.Error):
+        raise invalid("cursor", "not a cursor returned by this API") from None
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        raise invalid("cursor", "not a cursor returned by this API", hint="Start again with cursor= (empty)")
+    return tuple(values)
+
+
 def parse_query(params: list[tuple[str, str]], default_limit: int, max_limit: int) -> Query:
     """Parse the whole query string; repeated column filters are ANDed."""
     single: dict[str, str] = {}
@@ -214,12 +237,16 @@ def parse_query(params: list[tuple[str, str]], default_limit: int, max_limit: in
         raise invalid("filters", f"more than {MAX_CONDITIONS} conditions")
     select = single.get("select")
     on_conflict = single.get("on_conflict")
+    offset = parse_int("offset", single["offset"], 0, MAX_OFFSET) if "offset" in single else 0
+    cursor = decode_cursor(single["cursor"]) if "cursor" in single else None
+    if cursor is not None and offset:
+        raise invalid("cursor", "cannot be combined with offset")
     return Query(
         select=None if select in (None, "*") else parse_names("select", select),
         where=where,
         order=parse_order(single["order"]) if single.get("order") else (),
         limit=parse_int("limit", single["limit"], 1, max_limit) if "limit" in single else default_limit,
-        offset=parse_int("offset", single["offset"], 0, MAX_OFFSET) if "offset" in single else 0,
-        cursor=single.get("cursor"),
+        offset=offset,
+        cursor=cursor,
         on_conflict=parse_names("on_conflict", on_conflict) if on_conflict else None,
     )

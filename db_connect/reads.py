@@ -13,17 +13,17 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.datastructures import Headers
 from starlette.responses import Response, StreamingResponse
 
+from db_connect import templates
 from db_connect.auth import Principal
 from db_connect.catalog import Relation
 from db_connect.database import run, transaction
 from db_connect.errors import ApiError
 from db_connect.prefer import Preferences
-from db_connect.query_params import Query
+from db_connect.query_params import Query, encode_cursor
 from db_connect.settings import Settings
 from db_connect.statements import (
     Statement,
     count_statement,
-    encode_cursor,
     page_statement,
     planned_count_statement,
     stream_statement,
@@ -80,6 +80,16 @@ def content_range(offset: int, returned: int | None, total: int | None) -> str:
     return f"{offset}-{offset + returned - 1}/{size}"
 
 
+def page_statements(relation: Relation, query: Query, prefs: Preferences, cap: int) -> list[Statement]:
+    """The page and the counts asked for, from the texts composed for this query's shape."""
+    return templates.statements(
+        relation,
+        query,
+        ("page", prefs.count),
+        lambda shape: [page_statement(relation, shape), *count_statements(relation, shape, prefs, cap)],
+    )
+
+
 async def read_page(
     pool: AsyncConnectionPool,
     settings: Settings,
@@ -88,8 +98,8 @@ async def read_page(
     query: Query,
     prefs: Preferences,
 ) -> Response:
-    counts = count_statements(relation, query, prefs, settings.exact_count_limit)
-    rows = await run(pool, principal, settings.statement_timeout_ms, [page_statement(relation, query), *counts], True)
+    statements = page_statements(relation, query, prefs, settings.exact_count_limit)
+    rows = await run(pool, principal, statements, True)
     body, returned, last_key = rows[0]
     headers = {
         "Content-Range": content_range(query.offset, returned, total_from(rows[1:], prefs, settings.exact_count_limit))
@@ -143,7 +153,7 @@ async def stream_chunks(
     csv_header: list[str] | None,
 ) -> AsyncIterator[list[tuple] | bytes]:
     """Yields the count rows first, then the body in chunks; holds its transaction until exhausted."""
-    async with transaction(pool, principal, settings.statement_timeout_ms, read_only=True) as conn:
+    async with transaction(pool, principal, read_only=True) as conn:
         count_rows = []
         for count in counts:
             cursor = await conn.execute(count.query, count.params)

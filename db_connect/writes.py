@@ -141,7 +141,7 @@ async def insert(
     checked_columns(relation, names, "body")
     with_staging = staged(relation, query, prefs)
     target = STAGING if with_staging else sql.Identifier(relation.schema, relation.name)
-    async with transaction(pool, principal, settings.statement_timeout_ms, read_only=False) as conn:
+    async with transaction(pool, principal, read_only=False) as conn:
         if with_staging:
             merge = merge_statement(relation, query, names, prefs.resolution or _conflict(query), prefs.representation)
             await conn.execute(staging_statement(relation, names))
@@ -187,7 +187,7 @@ async def update(
     if not isinstance(data, dict):
         raise invalid_body("Send a JSON object of the columns to set", hint='e.g. {"status": "done"}')
     statement = update_statement(relation, query, {k: value_text(v) for k, v in data.items()}, prefs.representation)
-    ((body, written),) = await run(pool, principal, settings.statement_timeout_ms, [statement], read_only=False)
+    ((body, written),) = await run(pool, principal, [statement], read_only=False)
     return written_response(200, body, written)
 
 
@@ -200,5 +200,5 @@ async def delete(
     prefs: Preferences,
 ) -> Response:
     statement = delete_statement(relation, query, prefs.representation)
-    ((body, written),) = await run(pool, principal, settings.statement_timeout_ms, [statement], read_only=False)
+    ((body, written),) = await run(pool, principal, [statement], read_only=False)
     return written_response(200, body, written)

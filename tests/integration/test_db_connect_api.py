@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,21 @@ def test_health_turns_ok_once_the_database_appears_after_start_up(warehouse: DbC
         finally:
             forwarder.shutdown()
             forwarder.server_close()
+
+
+def test_reads_survive_the_loss_of_every_pooled_connection(warehouse: DbConnectWarehouse) -> None:
+    """As after a Postgres restart: the pool's connections are dead, and the next reads still answer."""
+    with TestClient(create_app(make_settings(warehouse, pool_max_size=4))) as client:
+        client.headers["X-API-Key"] = API_KEY
+        with ThreadPoolExecutor(4) as threads:  # fill the pool with several connections
+            list(threads.map(lambda _: client.get("/consumption/meter_readings?limit=1"), range(16)))
+        killed = warehouse.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'db_connect' AND datname = current_database()"
+        )[0][0]
+        assert killed >= 1
+        statuses = [client.get("/consumption/meter_readings?limit=1").status_code for _ in range(8)]
+    assert statuses == [200] * 8
 
 
 # --- authentication -----------------------------------------------------------------------------------

@@ -17,6 +17,11 @@ INSERT INTO consumption.ledger SELECT i, 'memo ' || i, i FROM generate_series(1,
 CREATE TABLE consumption.canary (id integer PRIMARY KEY);
 INSERT INTO consumption.canary VALUES (1);
 GRANT SELECT, INSERT, UPDATE, DELETE ON consumption.ledger TO api_writer;
+-- A view that writes when read: a GET must still change nothing.
+CREATE FUNCTION consumption.touch_ledger() RETURNS integer LANGUAGE sql VOLATILE
+    AS 'UPDATE consumption.ledger SET amount = amount + 1 RETURNING 1';
+CREATE VIEW consumption.ledger_toucher AS SELECT consumption.touch_ledger() AS touched;
+GRANT SELECT ON consumption.ledger_toucher TO api_writer;
 """
 WRITER = {"Authorization": "Bearer " + jwt.encode({"role": "api_writer"}, DB_CONNECT_JWT_SECRET, algorithm="HS256")}
 DROP = "1; DROP TABLE consumption.canary; --"
@@ -61,7 +66,10 @@ ATTEMPTS = [
 def warehouse(db_connect_warehouse: DbConnectWarehouse) -> Iterator[DbConnectWarehouse]:
     db_connect_warehouse.execute(SETUP_SQL)
     yield db_connect_warehouse
-    db_connect_warehouse.execute("DROP TABLE IF EXISTS consumption.ledger, consumption.canary")
+    db_connect_warehouse.execute(
+        "DROP VIEW consumption.ledger_toucher; DROP FUNCTION consumption.touch_ledger();"
+        " DROP TABLE IF EXISTS consumption.ledger, consumption.canary"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +103,16 @@ def test_a_value_is_never_sql_even_when_it_looks_like_it(client: TestClient, war
     assert created.status_code == 201
     assert client.get("/consumption/ledger", params={"memo": f"eq.{DROP}"}).json()[0]["id"] == 99
     client.delete("/consumption/ledger?id=eq.99")
+
+
+def test_a_get_runs_read_only_even_through_a_view_that_writes(
+    client: TestClient, warehouse: DbConnectWarehouse
+) -> None:
+    before = snapshot(warehouse)
+    response = client.get("/consumption/ledger_toucher")
+    assert response.status_code == 405, response.text
+    assert response.json()["code"] == "25006"  # read_only_sql_transaction
+    assert snapshot(warehouse) == before
 
 
 def test_a_scheduled_refresh_picks_up_new_columns_without_a_notify(

@@ -5,8 +5,9 @@ from psycopg import sql
 
 from db_connect.catalog import Column, Relation
 from db_connect.errors import ApiError
-from db_connect.query_params import Condition, Group, OrderTerm, parse_query
-from db_connect.statements import decode_cursor, delete_statement, encode_cursor, page_statement
+from db_connect.query_params import Condition, Group, OrderTerm, decode_cursor, encode_cursor, parse_query
+from db_connect.statements import count_statement, delete_statement, page_statement
+from db_connect.templates import Slot, shape_of, statements
 
 READINGS = Relation(
     "consumption",
@@ -92,12 +93,48 @@ def test_unknown_columns_are_refused_wherever_they_appear() -> None:
 
 def test_a_cursor_round_trips_and_rejects_a_different_ordering() -> None:
     token = encode_cursor(["42"])
-    assert decode_cursor(token, 1) == ["42"]
-    with pytest.raises(ApiError):
-        decode_cursor(token, 2)
+    assert decode_cursor(token) == ("42",)
+    with pytest.raises(ApiError) as caught:
+        page_statement(READINGS, parse(f"cursor={token}&order=id.desc,id"))
+    assert caught.value.body.message == "Invalid parameter 'cursor': does not match this ordering"
     statement = page_statement(READINGS, parse(f"cursor={token}&limit=10"))
     assert '("t"."id" > %s)' in render(statement.query)
     assert statement.params == ["42", 10, 0]
+
+
+def test_a_cursor_cannot_be_combined_with_an_offset() -> None:
+    with pytest.raises(ApiError) as caught:
+        parse(f"cursor={encode_cursor(['42'])}&offset=5")
+    assert "cannot be combined with offset" in caught.value.body.message
+
+
+# --- templates: SQL composed once per query shape ----------------------------------------------------
+
+
+def test_a_shape_keeps_names_operators_and_keywords_and_slots_every_value() -> None:
+    shape, values = shape_of(parse("meter=in.(a,b)&id=gt.5&or=(meter.is.null,id.eq.1)&limit=7&offset=2"))
+    assert values == ["a", "b", "5", "1", 7, 2]
+    assert shape.where.items[0] == Condition("meter", "in", (Slot(0), Slot(1)))
+    assert shape.where.items[2] == Group("or", (Condition("meter", "is", "null"), Condition("id", "eq", Slot(3))))
+    assert (shape.limit, shape.offset) == (Slot(4), Slot(5))
+
+
+def test_queries_that_differ_only_in_values_share_one_composed_text() -> None:
+    relation = Relation("consumption", "readings", "table", READINGS.columns, ("id",))
+    built: list[object] = []
+
+    def build(shape: object) -> list:
+        built.append(shape)
+        return [page_statement(relation, shape), count_statement(relation, shape, cap=99)]  # type: ignore[arg-type]
+
+    first = statements(relation, parse("meter=eq.a&id=in.(1,2)&limit=3"), "page", build)
+    second = statements(relation, parse("meter=eq.b&id=in.(8,9)&limit=4"), "page", build)
+    third = statements(relation, parse("meter=eq.b&id=in.(8,9,10)&limit=4"), "page", build)
+    assert len(built) == 2, "the third query has another shape (three values in the list)"
+    assert first[0].query == second[0].query
+    assert second[0].params == ["b", "8", "9", 4, 0] and second[1].params == ["b", "8", "9", 100]
+    direct = page_statement(relation, parse("meter=eq.b&id=in.(8,9,10)&limit=4"))
+    assert (third[0].query, third[0].params) == (render(direct.query), direct.params)
 
 
 def test_delete_without_a_filter_is_refused() -> None:
