@@ -35,6 +35,7 @@ _INT32 = 2**31
 _INT64 = 2**63
 _NUMBERS = {INTEGER: 0, BIGINT: 1, NUMERIC: 2}
 _KNOWN = {BOOLEAN, INTEGER, BIGINT, NUMERIC, DOUBLE, DATE, TIMESTAMPTZ, JSONB, TEXT}
+_PLAIN_TYPES = {float: DOUBLE, bool: BOOLEAN, dict: JSONB, list: JSONB}  # types whose values all infer alike
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _NOT_IDENTIFIER = re.compile(r"[^a-z0-9_]+")
 MAX_IDENTIFIER = 63
@@ -106,14 +107,17 @@ def infer_schema(records: Iterable[Mapping[str, Any]], start: Schema | None = No
     A field seen only with nulls gets text, so that it still becomes a column.
     """
     schema: dict[str, str | None] = dict(start or {})
-    for record in records:
+    for record in records:  # the sink's hot loop: one pass per field of every message
         for name, value in record.items():
             column = column_name(name)
-            current = schema.get(column)
             if value is None:
                 schema.setdefault(column, None)
-            elif current != TEXT:
-                schema[column] = widen(current, infer_type(value))
+                continue
+            current = schema.get(column)
+            if current != TEXT:
+                incoming = _PLAIN_TYPES.get(type(value)) or infer_type(value)
+                if incoming != current:
+                    schema[column] = widen(current, incoming)
     return {name: kind or TEXT for name, kind in schema.items()}
 
 

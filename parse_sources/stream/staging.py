@@ -9,7 +9,7 @@ jsonb, and the upsert casts each field to its column in Postgres, which costs fa
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,15 +31,34 @@ class Row:
     timestamp_ms: int | None
     value: bytes  # the envelope as JSON; Postgres reads the record from its "data"
     record: dict[str, Any]  # the decoded record, fields named like columns
+    line: bytes = b""  # the row in COPY's text format, in the order of COLUMNS
 
 
-def decode(messages: Sequence[Message]) -> tuple[dict[bytes, Row], list[DeadLetter]]:
-    """Rows by key (the latest message of a key wins) and the messages that are not records.
+@dataclass(frozen=True)
+class Batch:
+    """A batch's messages decoded, before anyone knows which of them are already landed."""
+
+    messages: Sequence[Message]
+    rows: list[Row]  # the records, in message order
+    dead: list[DeadLetter]  # the messages that are not records, with the reason
+
+    def fresh(self, next_offsets: Mapping[int, int]) -> tuple[dict[bytes, Row], list[DeadLetter]]:
+        """Of the messages at or after next_offsets: rows by key (the latest message of a key wins), dead letters.
+
+        Already landed messages are dropped before keys are compared, so an old message can never hide a new one.
+        """
+        rows = {row.key: row for row in self.rows if row.offset >= next_offsets[row.partition]}
+        dead = [letter for letter in self.dead if letter[0].offset() >= next_offsets[letter[0].partition()]]
+        return rows, dead
+
+
+def decode(messages: Sequence[Message]) -> Batch:
+    """Each message as a staging row, or a dead letter with the reason.
 
     Of fields whose names become the same column name, the last wins. No column name starts with "_", so a field
     can never land in one of the sink's own `_kafka_*` columns.
     """
-    rows: dict[bytes, Row] = {}
+    rows: list[Row] = []
     dead: list[DeadLetter] = []
     for message in messages:
         value = message.value()
@@ -59,13 +78,15 @@ def decode(messages: Sequence[Message]) -> tuple[dict[bytes, Row], list[DeadLett
                 continue
         kind, millis = message.timestamp()
         timestamp = None if kind == TIMESTAMP_NOT_AVAILABLE else millis
-        rows[key] = Row(key, message.partition(), message.offset(), timestamp, value, record)
-    if rows and envelope.has_long_integer(b"\n".join(row.value for row in rows.values())):
-        for row in rows.values():
+        rows.append(Row(key, message.partition(), message.offset(), timestamp, value, record))
+    if rows and envelope.has_long_integer(b"\n".join(row.value for row in rows)):
+        for row in rows:
             if envelope.has_long_integer(row.value):
                 row.record = envelope.decode(row.value)
-    _name_like_columns(rows.values())
-    return rows, dead
+    _name_like_columns(rows)
+    for row in rows:
+        row.line = _copy_line(row)  # here, while the previous batch is being written, not in the writer
+    return Batch(messages, rows, dead)
 
 
 def _name_like_columns(rows: Collection[Row]) -> None:
@@ -83,17 +104,12 @@ def _name_like_columns(rows: Collection[Row]) -> None:
 
 def copy_text(rows: Collection[Row]) -> bytes:
     """The rows in COPY's text format, in the order of COLUMNS."""
-    return b"".join(
-        b"%b\t%d\t%d\t%b\t%b\n"
-        % (
-            _escape(row.key),
-            row.partition,
-            row.offset,
-            _NULL if row.timestamp_ms is None else b"%d" % row.timestamp_ms,
-            _escape(row.value),
-        )
-        for row in rows
-    )
+    return b"".join(row.line for row in rows)
+
+
+def _copy_line(row: Row) -> bytes:
+    timestamp = _NULL if row.timestamp_ms is None else b"%d" % row.timestamp_ms
+    return b"%b\t%d\t%d\t%b\t%b\n" % (_escape(row.key), row.partition, row.offset, timestamp, _escape(row.value))
 
 
 def _escape(text: bytes) -> bytes:

@@ -3,6 +3,10 @@
 Messages are COPYed, as raw JSON, into a temporary staging table, then upserted on the message key in one statement
 that also extracts the fields (see staging), so a message the topic holds twice (a producer retry without
 idempotence, a replayed file) is still one row, holding its latest value.
+
+Most topics carry new keys, and ON CONFLICT costs about a third of the statement even when nothing conflicts, so the
+writer first tries a plain INSERT (in a savepoint); a batch that hits an existing key is upserted instead, and so are
+the next few batches of that topic before the plain INSERT is tried again.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ META: Schema = {
     "_kafka_timestamp": schema.TIMESTAMPTZ,
 }
 _STAGE = sql.Identifier("sawmill_sink_stage")
+_UPSERT_ONLY_BATCHES = 16  # after a batch met an existing key, upsert the next ones without trying a plain INSERT
 _RETRIES = 3  # concurrent schema changes by another replica can fail a batch; it is retried from scratch
 _ROW_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)  # a value the column cannot hold
 
@@ -58,7 +63,9 @@ class TableWriter:
         self._declared = {schema.column_name(name): kind for name, kind in declared.items()}
         self._columns: Schema | None = None  # the table's columns as last read or changed by this writer
         self._staged = False  # whether this session's staging table exists
-        self._upsert_statement: sql.Composed | None = None  # for the columns in self._columns
+        self._insert_statement: sql.Composed | None = None  # for the columns in self._columns
+        self._upsert_statement: sql.Composed | None = None  # the same, with ON CONFLICT
+        self._upsert_only = 0  # batches left that go straight to the upsert
 
     def setup(self) -> None:
         """Create the offsets and dead-letter tables, and the target table when a schema is declared."""
@@ -70,16 +77,16 @@ class TableWriter:
             if self._declared:
                 self._columns = schema.evolve(self.conn, self.table, META | self._declared, KEY)
 
-    def write(self, messages: Sequence[Message]) -> BatchResult:
-        """Land `messages` exactly once, or raise with nothing written."""
+    def write(self, batch: staging.Batch) -> BatchResult:
+        """Land the batch's messages exactly once, or raise with nothing written."""
         for attempt in range(1, _RETRIES + 1):
             try:
                 with self.conn.transaction():
-                    return self._write(messages)
+                    return self._write(batch)
             except _ROW_ERRORS as exc:
                 if attempt == _RETRIES:
-                    log.warning("batch of %d failed (%s); landing its messages one by one", len(messages), exc)
-                    return self._write_one_by_one(messages)
+                    log.warning("batch of %d failed (%s); landing its messages one by one", len(batch.messages), exc)
+                    return self._write_one_by_one(batch.messages)
                 self._forget()
             except psycopg.errors.DatabaseError as exc:
                 if attempt == _RETRIES or isinstance(exc, psycopg.OperationalError):
@@ -88,10 +95,11 @@ class TableWriter:
                 self._forget()
         raise AssertionError("unreachable")
 
-    def _write(self, messages: Sequence[Message], truncate_stage: bool = False) -> BatchResult:
+    def _write(self, batch: staging.Batch, truncate_stage: bool = False) -> BatchResult:
+        messages = batch.messages
         next_offsets = self.offsets.lock(m.partition() for m in messages)
         fresh = [m for m in messages if m.offset() >= next_offsets[m.partition()]]
-        rows, dead = staging.decode(fresh)
+        rows, dead = batch.fresh(next_offsets)
         self._upsert(rows, truncate_stage)
         self.dead_letters.add(dead)
         advanced = {}
@@ -109,7 +117,7 @@ class TableWriter:
             for message in messages:
                 try:
                     with self.conn.transaction():
-                        result = self._write([message], truncate_stage=True)
+                        result = self._write(staging.decode([message]), truncate_stage=True)
                 except _ROW_ERRORS as exc:
                     self._forget()
                     self.offsets.lock([message.partition()])
@@ -129,7 +137,7 @@ class TableWriter:
         if needed != self._columns or self._upsert_statement is None:
             self._lock_ddl()
             self._columns = schema.evolve(self.conn, self.table, META | needed, KEY)
-            self._upsert_statement = self._upsert_sql()
+            self._insert_statement, self._upsert_statement = self._insert_sql()
         if not self._staged:
             self.conn.execute(
                 sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
@@ -141,10 +149,19 @@ class TableWriter:
             self.conn.execute(sql.SQL("TRUNCATE {}").format(_STAGE))
         with self.conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(_STAGE)) as copy:
             copy.write(staging.copy_text(rows.values()))
+        if self._upsert_only:
+            self._upsert_only -= 1
+        else:
+            try:
+                with self.conn.transaction():
+                    self.conn.execute(self._insert_statement)
+                return
+            except psycopg.errors.UniqueViolation:
+                self._upsert_only = _UPSERT_ONLY_BATCHES
         self.conn.execute(self._upsert_statement)
 
-    def _upsert_sql(self) -> sql.Composed:
-        """The upsert that extracts each field from the staged jsonb and casts it to its column's type.
+    def _insert_sql(self) -> tuple[sql.Composed, sql.Composed]:
+        """The insert, and the upsert, that extract each field from the staged jsonb and cast it to its column's type.
 
         Casts name the base type (no modifier), so a value too long for varchar(n) fails instead of being cut.
         """
@@ -162,18 +179,19 @@ class TableWriter:
         ]
         names = [sql.Identifier(name) for name, _ in types]
         updates = [sql.SQL("{} = EXCLUDED.{}").format(name, name) for name in names if name != sql.Identifier(KEY)]
-        return sql.SQL(
+        insert = sql.SQL(
             "INSERT INTO {table} ({names}) SELECT s.key, s.partition, s.kafka_offset,"
             " 'epoch'::timestamptz + s.timestamp_ms * interval '1 millisecond'{fields} FROM {stage} s"
-            " ON CONFLICT ({key}) DO UPDATE SET {updates}"
         ).format(
             table=self.table.identifier,
             names=sql.SQL(", ").join(names),
             fields=sql.SQL("").join(sql.SQL(", {}").format(field) for field in fields),
             stage=_STAGE,
-            key=sql.Identifier(KEY),
-            updates=sql.SQL(", ").join(updates),
         )
+        on_conflict = sql.SQL(" ON CONFLICT ({key}) DO UPDATE SET {updates}").format(
+            key=sql.Identifier(KEY), updates=sql.SQL(", ").join(updates)
+        )
+        return insert, insert + on_conflict
 
     def _lock_ddl(self) -> None:
         """Serialise DDL on this table among replicas (transaction-scoped), so they never race to create a column."""
@@ -183,4 +201,4 @@ class TableWriter:
         """After a rollback, what this writer believed about the table and the staging table may be stale."""
         self._columns = None
         self._staged = False
-        self._upsert_statement = None
+        self._insert_statement = self._upsert_statement = None

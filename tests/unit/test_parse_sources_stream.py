@@ -95,8 +95,8 @@ def test_the_cli_offers_the_streaming_commands(capsys: pytest.CaptureFixture[str
 class FakeMessage:
     """Just what staging reads from a confluent_kafka.Message."""
 
-    def __init__(self, offset: int, key: bytes | None, value: bytes | None) -> None:
-        self._offset, self._key, self._value = offset, key, value
+    def __init__(self, offset: int, key: bytes | None, value: bytes | None, partition: int = 0) -> None:
+        self._offset, self._key, self._value, self._partition = offset, key, value, partition
 
     def value(self) -> bytes | None:
         return self._value
@@ -105,7 +105,7 @@ class FakeMessage:
         return self._key
 
     def partition(self) -> int:
-        return 0
+        return self._partition
 
     def offset(self) -> int:
         return self._offset
@@ -118,17 +118,29 @@ def test_staging_keeps_the_latest_message_per_key_and_escapes_raw_json_for_copy(
     first = envelope.encode({"n": 1})
     latest = b'{"schema_version": 1,\t"data": {"n": 2, "s": "a\\\\b\\n"}}\n'
     messages = [FakeMessage(0, b"k", first), FakeMessage(1, b"k", latest), FakeMessage(2, b"\xff", first)]
-    rows, dead = staging.decode(messages)  # type: ignore[arg-type]
+    rows, dead = staging.decode(messages).fresh({0: 0})  # type: ignore[arg-type]
     assert [row.record for row in rows.values()] == [{"n": 2, "s": "a\\b\n"}]
     assert [reason for _, reason in dead] == ["key is not UTF-8"]
     line = b'k\t0\t1\t1700000000123\t{"schema_version": 1,\\t"data": {"n": 2, "s": "a\\\\\\\\b\\\\n"}}\\n\n'
     assert staging.copy_text(rows.values()) == line
 
 
+def test_only_messages_not_yet_landed_are_staged_and_an_old_one_never_hides_a_new_one() -> None:
+    value = envelope.encode({"n": 1})
+    messages = [
+        FakeMessage(7, b"k", value, partition=1),  # new: partition 1 has landed up to offset 6
+        FakeMessage(3, b"k", value, partition=0),  # the same key on another partition, already landed
+        FakeMessage(4, b"dup", None, partition=0),  # a dead letter, already landed
+        FakeMessage(5, b"dup", None, partition=0),  # a new dead letter
+    ]
+    rows, dead = staging.decode(messages).fresh({0: 5, 1: 7})  # type: ignore[arg-type]
+    assert [(row.partition, row.offset) for row in rows.values()] == [(1, 7)]
+    assert [(message.offset(), reason) for message, reason in dead] == [(5, "empty value (tombstone)")]
+
+
 def test_staging_renames_fields_like_columns_and_keeps_integers_beyond_64_bits_exact() -> None:
     value = b'{"schema_version": 1, "data": {"Big N": 123456789012345678901234567890, "_kafka_key": "x"}}'
-    rows, _ = staging.decode([FakeMessage(0, None, value)])  # type: ignore[list-item]
-    [row] = rows.values()
+    [row] = staging.decode([FakeMessage(0, None, value)]).rows  # type: ignore[list-item]
     assert row.key == b"0-0"
     assert row.record == {"big_n": 123456789012345678901234567890, "kafka_key": "x"}  # as column_name() has it
     assert json.loads(row.value) == {"data": row.record}
