@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import subprocess
 import sys
 from contextlib import nullcontext, suppress
 from pathlib import Path
@@ -15,6 +16,8 @@ from stack import apply, certs, images, names, plan, secrets, status, swarm, tea
 from stack.components import COMPONENTS
 from stack.config import ConfigError, Settings, load_settings
 from stack.progress import say, step
+
+SERVICE_LOGS_TIMEOUT_S = 20
 
 EPILOG = """\
 examples:
@@ -210,8 +213,24 @@ def _logs(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     for service in services:
         print(f"== {service.spec.name}")
-        print(docker.service.logs(service, tail=args.tail, timestamps=True))
+        print(_service_logs(service.spec.name, args.tail))
     return 0
+
+
+def _service_logs(service: str, tail: int) -> str:
+    """Swarm's logs of a service, from every node; bounded, since `docker service logs` was once seen to hang
+    on a service with a failed task in its history. Then this node's containers of the service answer instead."""
+    argv = ["docker", "service", "logs", "--tail", str(tail), "--timestamps", service]
+    try:
+        done = subprocess.run(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=SERVICE_LOGS_TIMEOUT_S
+        )
+        return done.stdout.rstrip()  # the services' stdout and stderr lines, as they came
+    except subprocess.TimeoutExpired:
+        containers = docker.container.list(filters=[("label", f"com.docker.swarm.service.name={service}")])
+        lines = [docker.container.logs(c, tail=tail, timestamps=True).rstrip() for c in containers]
+        note = f"(docker service logs gave no answer in {SERVICE_LOGS_TIMEOUT_S} s; this node's containers instead)"
+        return "\n".join([note, *lines])
 
 
 def _secret_show(settings: Settings, args: argparse.Namespace) -> int:

@@ -7,11 +7,12 @@ keys we do not declare are left alone.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -48,14 +49,22 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 3
     changes: list[str] = []
     existing = admin.list_topics(timeout=timeout).topics
     missing = [s for s in specs if s.name not in existing]
+    raced = []  # created a moment ago (by an earlier run or another client), not yet in the metadata we read
     if missing:
         futures = admin.create_topics(
             [NewTopic(s.name, s.partitions, s.replication_factor, config=s.config) for s in missing],
             operation_timeout=timeout,
         )
         for name, future in futures.items():
-            _result(future, f"create topic {name}")
-            changes.append(f"created topic {name}")
+            try:
+                future.result()
+                changes.append(f"created topic {name}")
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise RuntimeError(f"create topic {name}: {exc.args[0]}") from None
+                raced.append(name)
+    if raced:
+        existing = _listed(admin, raced, timeout)
     for spec in (s for s in specs if s.name in existing):
         current = len(existing[spec.name].partitions)
         if spec.partitions > current:
@@ -65,6 +74,19 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 3
             log.warning("topic %s has %d partitions; Kafka cannot shrink it to %d", spec.name, current, spec.partitions)
         changes += _ensure_config(admin, spec, timeout)
     return changes
+
+
+def _listed(admin: AdminClient, names: list[str], timeout: float) -> Mapping[str, Any]:
+    """The cluster's topics, once its metadata lists every one of `names`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        absent = [name for name in names if name not in topics]
+        if not absent:
+            return topics
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics {absent} exist, says the controller, but the metadata still lacks them")
+        time.sleep(0.2)
 
 
 def _ensure_config(admin: AdminClient, spec: TopicSpec, timeout: float) -> list[str]:

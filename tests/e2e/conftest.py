@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,9 +61,13 @@ class Platform:
     def status(self) -> dict:
         return json.loads(self.deploy("status", "--json").stdout)
 
+    @property
+    def prefix(self) -> str:
+        return self.env["SAWMILL_PREFIX"]
+
     def psql(self, sql: str) -> str:
         """Run SQL as the superuser inside the Postgres container (local socket, no password)."""
-        container = running_container(f"{PREFIX}_postgres_server")
+        container = running_container(f"{self.prefix}_postgres_server")
         return docker.execute(container, ["psql", "-U", "postgres", "-d", "warehouse", "-tAc", sql])
 
 
@@ -72,37 +77,45 @@ def running_container(service: str) -> str:
     return found[0].id
 
 
-def prefixed_objects() -> list[str]:
-    label = {"label": f"sawmill.prefix={PREFIX}"}
-    stack_label = [[("label", f"com.docker.stack.namespace={PREFIX}_{c}")] for c in COMPONENTS]
+def prefixed_objects(prefix: str = PREFIX) -> list[str]:
+    label = {"label": f"sawmill.prefix={prefix}"}
+    stack_label = [[("label", f"com.docker.stack.namespace={prefix}_{c}")] for c in COMPONENTS]
     found = [s.spec.name for s in secrets.listed(label)]
     found += [c.spec.name for c in docker.config.list(filters=label)]
-    found += [n.name for n in docker.network.list(filters=[("name", f"{PREFIX}_")])]
+    found += [n.name for n in docker.network.list(filters=[("name", f"{prefix}_")])]
     for selector in stack_label:
         found += [s.spec.name for s in docker.service.list(filters=selector)]
         found += [v.name for v in docker.volume.list(filters=selector)]
-    found += [k for node in docker.node.list() for k in (node.spec.labels or {}) if k.startswith(f"{PREFIX}.")]
+    found += [k for node in docker.node.list() for k in (node.spec.labels or {}) if k.startswith(f"{prefix}.")]
     return found
+
+
+@contextmanager
+def deployed(build_dir: Path, prefix: str, **settings: str) -> Iterator[Platform]:
+    """A platform deployed with `up` from the embedded defaults plus SAWMILL_* settings; purged afterwards."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAWMILL_")}
+    env |= {"SAWMILL_CONFIG": str(build_dir / "absent.toml"), "SAWMILL_PREFIX": prefix}
+    env |= {"SAWMILL_BUILD_DIR": str(build_dir)} | {f"SAWMILL_{k.upper()}": v for k, v in settings.items()}
+    p = Platform(build_dir=build_dir, env=env)
+    assert not prefixed_objects(prefix), f"leftovers of an earlier run with prefix {prefix}: {prefixed_objects(prefix)}"
+    try:
+        up = p.deploy("up")
+        p.up_output = up.stdout + up.stderr
+        yield p
+    finally:
+        p.deploy("down", "--purge", check=False)
+        assert not prefixed_objects(prefix), f"down --purge left {prefixed_objects(prefix)}"
 
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     build_dir = tmp_path_factory.mktemp("build")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAWMILL_")}
-    env |= {
-        "SAWMILL_CONFIG": str(build_dir / "absent.toml"),
-        "SAWMILL_PREFIX": PREFIX,
-        "SAWMILL_HTTP_PORT": str(HTTP_PORT),
-        "SAWMILL_HTTPS_PORT": str(HTTPS_PORT),
-        "SAWMILL_BUILD_DIR": str(build_dir),
-    }
-    p = Platform(build_dir=build_dir, env=env)
-    assert not prefixed_objects(), f"leftovers of an earlier run with prefix {PREFIX}: {prefixed_objects()}"
-    try:
-        up = p.deploy("up")
-        p.up_output = up.stdout + up.stderr
+    with deployed(build_dir, PREFIX, http_port=str(HTTP_PORT), https_port=str(HTTPS_PORT)) as p:
         p.api_key = p.deploy("secrets", "show", "db_connect_api_key").stdout.strip()
         yield p
-    finally:
-        p.deploy("down", "--purge", check=False)
-        assert not prefixed_objects(), f"down --purge left {prefixed_objects()}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end modules that deploy a platform of their own run before the shared one takes the CPUs."""
+    here = Path(__file__).parent
+    items.sort(key=lambda item: (item.path.is_relative_to(here), not item.get_closest_marker("own_platform")))

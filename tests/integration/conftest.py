@@ -223,26 +223,31 @@ ETL_WRITER = "etl_writer"
 ETL_WRITER_PASSWORD = "integration-etl-writer"
 
 
-@pytest.fixture
-def warehouse(postgres: PostgresServer) -> Iterator[str]:
-    """A fresh warehouse database laid out as the platform's init job does, and the DSN of a writer role.
+def writer_database(postgres: PostgresServer, name: str) -> str:
+    """Database `name` laid out as the platform's init job lays out the warehouse; the DSN of a writer role.
 
-    The writer has exactly the platform's writer grants (CONNECT and CREATE on the database; USAGE and
-    CREATE on raw, curated, consumption), so a test passing here passes on the platform.
+    The writer has exactly the platform's writer grants (CONNECT, CREATE and TEMPORARY on the database; USAGE
+    and CREATE on raw, curated, consumption), so a job passing here as the writer passes on the platform.
     """
-    import uuid
-
-    name = f"warehouse_{uuid.uuid4().hex[:10]}"
     if not postgres.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ETL_WRITER,)):
         postgres.execute(f"CREATE ROLE {ETL_WRITER} LOGIN PASSWORD '{ETL_WRITER_PASSWORD}'")
     postgres.execute(f'CREATE DATABASE "{name}"')
     postgres.execute(f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC')
-    postgres.execute(f'GRANT CONNECT, CREATE ON DATABASE "{name}" TO {ETL_WRITER}')
+    postgres.execute(f'GRANT CONNECT, CREATE, TEMPORARY ON DATABASE "{name}" TO {ETL_WRITER}')
     for schema in ("raw", "curated", "consumption"):
         postgres.execute(f"CREATE SCHEMA {schema}", dbname=name)
         postgres.execute(f"GRANT USAGE, CREATE ON SCHEMA {schema} TO {ETL_WRITER}", dbname=name)
+    return postgres.dsn(name, user=ETL_WRITER, password=ETL_WRITER_PASSWORD)
+
+
+@pytest.fixture
+def warehouse(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh warehouse database and the DSN of a writer role (see writer_database)."""
+    import uuid
+
+    name = f"warehouse_{uuid.uuid4().hex[:10]}"
     try:
-        yield postgres.dsn(name, user=ETL_WRITER, password=ETL_WRITER_PASSWORD)
+        yield writer_database(postgres, name)
     finally:
         postgres.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 

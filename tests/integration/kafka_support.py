@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 from parse_sources.schema import Table
 from parse_sources.stream.producer import RecordProducer, producer_config
 from parse_sources.stream.sink import SinkConfig, SinkStats, run_sink
-from tests.integration.conftest import KafkaBroker, PostgresServer
+from tests.integration.conftest import ETL_WRITER, ETL_WRITER_PASSWORD, KafkaBroker, PostgresServer
 
 
 def unique(name: str) -> str:
@@ -84,13 +84,18 @@ class SinkThread:
         return self.stats
 
 
+def writer_dsn(postgres: PostgresServer, database: str) -> str:
+    """The platform's writer role on a database made by writer_database: what a deployed sink connects as."""
+    return postgres.dsn(database, user=ETL_WRITER, password=ETL_WRITER_PASSWORD)
+
+
 def sink_config(kafka: KafkaBroker, postgres: PostgresServer, database: str, topic: str, **extra: object) -> SinkConfig:
     return SinkConfig(
         bootstrap_servers=kafka.bootstrap_servers,
         topic=topic,
         table=Table("raw", topic),
         group_id=f"sink-{topic}",
-        dsn=postgres.dsn(database),
+        dsn=writer_dsn(postgres, database),
         max_wait=0.1,
         **extra,  # type: ignore[arg-type]
     )

@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from tests.integration.conftest import KafkaBroker, PostgresServer
+from tests.integration.conftest import KafkaBroker, PostgresServer, writer_database
 from tests.integration.kafka_support import SinkThread, count, produce, scalar, sink_config, unique, wait_until
 
 
 @pytest.fixture
 def database(postgres: PostgresServer) -> str:
     name = unique("replicas")
-    postgres.execute(f'CREATE DATABASE "{name}"')
+    writer_database(postgres, name)  # the sink runs as a writer role with the platform's grants
     return name
 
 

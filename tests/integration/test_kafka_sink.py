@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import KafkaBroker, PostgresServer
+from tests.integration.conftest import KafkaBroker, PostgresServer, writer_database
 from tests.integration.kafka_support import (
     SinkThread,
     count,
@@ -26,6 +26,7 @@ from tests.integration.kafka_support import (
     table_exists,
     unique,
     wait_until,
+    writer_dsn,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def database(postgres: PostgresServer) -> str:
     """A fresh database per test, so each test's tables, offsets and statistics are its own."""
     name = unique("sink")
-    postgres.execute(f'CREATE DATABASE "{name}"')
+    writer_database(postgres, name)  # the sink runs as a writer role with the platform's grants
     return name
 
 
@@ -51,7 +52,7 @@ def sink_process(kafka: KafkaBroker, postgres: PostgresServer, database: str, to
             f"--bootstrap-servers={kafka.bootstrap_servers}",
             f"--topic={topic}",
             f"--table=raw.{topic}",
-            f"--dsn={postgres.dsn(database)}",
+            f"--dsn={writer_dsn(postgres, database)}",
             "--instance-id=replica-1",
             "--batch-size=2000",
             "--max-wait=0.1",
