@@ -36,7 +36,8 @@ READ_WRITE = sql.SQL("SELECT set_config('role', {}, true)")
 def make_pool(settings: Settings) -> AsyncConnectionPool:
     """A closed pool; open it with `open(wait=False)` so start-up never waits for Postgres.
 
-    Connections are in autocommit: each request sends its own BEGIN, so a read can be READ ONLY.
+    Connections are in autocommit: a one-message request is an implicit transaction of its own, and work
+    of several round trips sends its own BEGIN. The statement timeout is set once per connection.
     """
     return AsyncConnectionPool(
         kwargs={
