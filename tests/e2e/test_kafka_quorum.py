@@ -1,4 +1,5 @@
-"""Three KRaft brokers on the real swarm: a quorum of three voters that keeps the stream flowing without its leader.
+"""Three KRaft brokers on the real swarm: a quorum of three voters that keeps the stream flowing without its leader,
+and takes it back as a follower when it returns.
 
 This module deploys a platform of its own (Postgres and Kafka only, prefix `<e2e prefix>q`), so the shared
 end-to-end platform keeps its single broker.
@@ -83,3 +84,17 @@ def test_the_stream_keeps_flowing_when_the_quorum_leader_stops(cluster: Platform
     assert quorum(cluster, survivor)[1] == [0, 1, 2]
     before = row_count(cluster)
     assert wait_for(lambda: row_count(cluster) > before, 120), f"no new rows while broker-{leader} is stopped"
+
+    docker.service.scale({stopped: 1}, detach=True)
+    assert wait_for(lambda: voter_lag(cluster, survivor, leader) == 0, 180), f"broker-{leader} did not catch up"
+
+
+def voter_lag(platform: Platform, asked: int, voter: int) -> int | None:
+    """How far `voter` is behind the quorum's log, as broker `asked` reports it; None while it is not a follower."""
+    table = kafka_tool(platform, asked, "MetadataQuorumCommand", "describe", "--replication").splitlines()
+    header = table[0].split()
+    for line in table[1:]:
+        row = dict(zip(header, line.split(), strict=False))
+        if row.get("NodeId") == str(voter) and row.get("Status") == "Follower":
+            return int(row["Lag"])
+    return None
