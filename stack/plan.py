@@ -131,6 +131,7 @@ def _context(settings: Settings, tls: certs.TlsNames, refs: dict[str, images.Ima
         "htpasswd": htpasswd_secret,
         "databases": [c.name for c in enabled if c.database],
         "readers": [c.name for c in enabled if c.warehouse == "reader"],
+        "request_roles": [role for c in enabled for role in c.request_roles],
         "writers": [c.name for c in enabled if c.warehouse == "writer"],
     }
 

@@ -40,6 +40,7 @@ class Component:
     upstream_image: str | None = None  # image of the upstream service, when it is not the first image
     basic_auth: str | None = None  # generated secret whose value nginx asks for (user "admin") on the subdomain
     pinned: bool = False  # stateful: runs on the node labelled to hold its volumes
+    request_roles: tuple[str, ...] = ()  # roles its clients' requests run as (the init job makes them); they read too
 
 
 POSTGRES = Component(
@@ -62,6 +63,7 @@ DB_CONNECT = Component(
     health_path="/health",
     database=True,
     warehouse="reader",
+    request_roles=("api_reader", "api_writer"),
 )
 
 WEBSERVER = Component(

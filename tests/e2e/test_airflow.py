@@ -79,3 +79,6 @@ def test_a_triggered_example_run_lands_in_consumption_and_its_quality_results_ar
 
     wait_for("data_quality results in quality.results", quality_stored, 300)
     assert platform.psql("SELECT bool_and(passed) FROM quality.latest").strip() == "t"
+    latest = platform.api("/quality/latest?table_name=eq.flights&select=dimension,passed")
+    assert latest.status == 200, latest.body
+    assert {row["dimension"] for row in json.loads(latest.body)} >= {"completeness", "uniqueness"}
