@@ -1,14 +1,22 @@
 """Writing rows: COPY-loaded inserts from JSON or CSV, upserts, filtered updates and deletes."""
 
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 from fastapi.testclient import TestClient
 
 from db_connect.app import create_app
 from db_connect.settings import Settings
-from tests.integration.conftest import DB_CONNECT_API_KEY, DB_CONNECT_JWT_SECRET, DbConnectWarehouse
+from tests.integration.conftest import DB_CONNECT_API_KEY, DB_CONNECT_JWT_SECRET, DbConnectWarehouse, free_port
 
 SETUP_SQL = """
 CREATE TABLE consumption.stations (
@@ -235,3 +243,64 @@ def test_a_role_without_the_grant_gets_403_and_writes_nothing(
     assert response.json()["code"] == "42501"
     assert client.delete("/consumption/stations?id=gt.0", headers=reader).status_code == 403
     assert stations(warehouse) == []
+
+
+def test_an_api_killed_in_the_middle_of_a_bulk_insert_leaves_no_row(warehouse: DbConnectWarehouse) -> None:
+    """A body is COPYed in one transaction: SIGKILL the server while rows are arriving, and none is kept."""
+    warehouse.execute("TRUNCATE consumption.stations CASCADE")
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")} | warehouse.environment()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "db_connect.app:app", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    release = threading.Event()
+
+    def body() -> Iterator[bytes]:
+        yield b"id,name,capacity\n"
+        for start in range(1, 50_001, 1000):
+            yield "".join(f"{i},station {i},{i % 50}\n" for i in range(start, start + 1000)).encode()
+        release.wait(30)  # the rest never comes: the server dies first
+        yield b"50001,last,1\n"
+
+    def post() -> None:
+        headers = {"Authorization": f"Bearer {token('api_writer')}", "Content-Type": "text/csv"}
+        with contextlib.suppress(httpx.TransportError):
+            httpx.post(f"{base}/consumption/stations", content=body(), headers=headers, timeout=30)
+
+    copying = (
+        "SELECT coalesce(max(tuples_processed), 0) FROM pg_stat_progress_copy"
+        " WHERE relid = 'consumption.stations'::regclass"
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not healthy(base):
+            assert time.monotonic() < deadline and server.poll() is None, "uvicorn did not become healthy"
+            time.sleep(0.2)
+        sender = threading.Thread(target=post)
+        sender.start()
+        while warehouse.execute(copying)[0][0] == 0:
+            assert time.monotonic() < deadline + 20, "the COPY never started"
+            time.sleep(0.05)
+        server.kill()
+        server.wait(timeout=10)
+    finally:
+        release.set()
+        if server.poll() is None:
+            server.kill()
+    sender.join(timeout=30)
+    while warehouse.execute(copying)[0][0]:  # Postgres ends the COPY once it sees the connection gone
+        assert time.monotonic() < deadline + 60, "the COPY outlived its client"
+        time.sleep(0.1)
+    assert stations(warehouse) == []
+
+
+def healthy(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/health").status_code == 200
+    except httpx.TransportError:
+        return False
