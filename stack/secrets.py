@@ -1,7 +1,8 @@
 """Generated secrets, kept only as Docker secrets.
 
 Values reach Docker through a FIFO, so they never touch a disk or a process's arguments; reading one back
-(`deploy.py secrets show`, re-signing with the local CA) runs a one-shot service that mounts it.
+(`deploy.py secrets show`, re-signing with the local CA) runs a one-shot service that mounts it, and reads
+the value with `docker exec`, so it passes through no log.
 """
 
 from __future__ import annotations
@@ -88,13 +89,20 @@ def ensure_htpasswd(name: str, source: str, prefix: str, known: dict[str, bytes]
 
 
 def read(name: str, image: str, prefix: str) -> bytes:
-    """Read a secret's value through a one-shot service that mounts it (the only way Swarm allows)."""
+    """Read a secret's value through a one-shot service that mounts it (the only way Swarm gives one back).
+
+    The service only sleeps, without a log driver, and the value comes back through `docker exec`: it is in
+    no container log, whatever logging driver the engine ships logs with. The task is held to this node,
+    where `docker exec` reaches it.
+    """
     if not exists(name):
         raise KeyError(name)
     service = docker.service.create(
         image,
-        ["cat", "/run/secrets/value"],
+        ["sleep", str(READ_TIMEOUT_S)],
         secrets=[{"source": name, "target": "value"}],
+        constraints=[f"node.id=={docker.info().swarm.node_id}"],
+        log_driver="none",
         restart_condition="none",
         labels={names.PREFIX_LABEL: prefix},
         detach=True,
@@ -102,10 +110,13 @@ def read(name: str, image: str, prefix: str) -> bytes:
     try:
         deadline = time.monotonic() + READ_TIMEOUT_S
         while time.monotonic() < deadline:
-            states = {t.status.state for t in docker.service.ps(service)}
-            if "complete" in states:
-                return docker.service.logs(service, raw=True, task_ids=False).encode()
-            if states & {"failed", "rejected"}:
+            tasks = docker.service.ps(service)
+            for task in tasks:
+                container = task.status.container_status and task.status.container_status.container_id
+                if task.status.state == "running" and container:
+                    command = ["docker", "exec", container, "cat", "/run/secrets/value"]
+                    return subprocess.run(command, capture_output=True, check=True).stdout
+            if {t.status.state for t in tasks} & {"failed", "rejected", "complete"}:
                 raise DockerException(["secret reader"], 1, stderr=f"could not read secret {name}".encode())
             time.sleep(0.3)
         raise TimeoutError(f"reading secret {name} took longer than {READ_TIMEOUT_S} s")

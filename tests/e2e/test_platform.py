@@ -20,6 +20,7 @@ from cryptography import x509
 from python_on_whales import docker
 
 from stack import http as https
+from stack import secrets
 
 from .conftest import HTTP_PORT, HTTPS_PORT, PREFIX, Platform, running_container
 
@@ -145,6 +146,38 @@ def test_secrets_appear_in_no_rendered_file_service_spec_or_log(platform: Platfo
         assert value not in specs
         assert value not in logs
         assert value not in platform.up_output
+
+
+def test_a_secret_reads_back_byte_for_byte_through_no_log(platform: Platform) -> None:
+    """The reader is a one-shot service without a log driver; the value comes back through `docker exec`."""
+    name, value = f"{PREFIX}_e2e_probe", b"first line\n\ttab, backslash \\, trailing newline\n"
+    secrets.create(name, value, PREFIX)
+    readers: dict[str, str] = {}  # one-shot services of the prefix seen while reading: name -> log driver
+    result: dict[str, bytes] = {}
+    reading = threading.Thread(target=lambda: result.update(value=secrets.read(name, reader_image(), PREFIX)))
+    reading.start()
+    try:
+        while reading.is_alive():
+            listed = ["docker", "service", "ls", "-q", "--filter", f"label=sawmill.prefix={PREFIX}"]
+            for service in subprocess.run(listed, capture_output=True, text=True).stdout.split():
+                inspect = ["docker", "service", "inspect", "--format", "{{json .Spec}}", service]
+                found = subprocess.run(inspect, capture_output=True, text=True)
+                if found.returncode != 0:  # removed meanwhile
+                    continue
+                spec = json.loads(found.stdout)
+                if "com.docker.stack.namespace" not in spec["Labels"]:  # not one of the platform's services
+                    readers[spec["Name"]] = (spec["TaskTemplate"].get("LogDriver") or {"Name": "default"})["Name"]
+            time.sleep(0.05)
+    finally:
+        reading.join()
+        secrets.remove(secrets.listed({"name": name}))
+    assert result["value"] == value
+    assert readers and set(readers.values()) == {"none"}
+    assert not [s for s in docker.service.list() if s.spec.name in readers], "the reader service is removed"
+
+
+def reader_image() -> str:
+    return docker.service.inspect(f"{PREFIX}_postgres_server").spec.task_template.container_spec.image.split("@")[0]
 
 
 def test_bad_config_changes_nothing_and_names_the_key(platform: Platform) -> None:
