@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +24,7 @@ from parse_sources.batch.pipeline import TableSpec, run_batch
 from parse_sources.batch.sources import CsvFile, HttpApi, JsonFile
 
 ORDERS = TableSpec("orders", key=("order_id",))
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(path: Path, text: str) -> Path:
@@ -295,3 +300,41 @@ def test_a_well_formed_file_and_a_malformed_one_load_the_same_values(warehouse: 
     expected = [("1", None, "5"), ("2", "a, b", None), ("3", 'say "hi"', "7")]
     assert rows(warehouse, query.format("clean")) == expected
     assert rows(warehouse, query.format("messy")) == expected
+
+
+def test_a_load_killed_in_the_middle_leaves_nothing_and_a_rerun_lands_every_row(warehouse: str, tmp_path: Path) -> None:
+    """The batch is one transaction: SIGKILL the loader while raw is being COPYed, and no zone keeps a row."""
+    count = 1_000_000
+    path = tmp_path / "big.csv"
+    with path.open("w") as out:
+        out.write("order_id,amount\n")
+        out.writelines(f"{i},{i % 997}\n" for i in range(count))
+    argv = ["batch-load", "--csv", str(path), "--table", "orders", "--key", "order_id", "--batch-id", "big-1"]
+    loader = subprocess.Popen(
+        [sys.executable, "-m", "parse_sources", *argv, "--dsn", warehouse],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    copying = "SELECT count(*) FROM pg_stat_progress_copy WHERE tuples_processed > 0"
+    deadline = time.monotonic() + 60
+    try:
+        while rows(warehouse, copying)[0][0] == 0:
+            assert loader.poll() is None, "the loader finished before it could be killed mid-COPY"
+            assert time.monotonic() < deadline, "the COPY never started"
+            time.sleep(0.01)
+        loader.kill()
+        loader.wait(timeout=10)
+    finally:
+        if loader.poll() is None:
+            loader.kill()
+    while rows(warehouse, "SELECT count(*) FROM pg_stat_progress_copy")[0][0]:  # Postgres ends the orphaned COPY
+        assert time.monotonic() < deadline, "the COPY outlived its client"
+        time.sleep(0.1)
+    for table in ("raw.orders", "curated.orders", "consumption.orders"):
+        if rows(warehouse, "SELECT to_regclass(%s)", (table,))[0][0] is not None:
+            assert rows(warehouse, f"SELECT count(*) FROM {table}") == [(0,)], table
+
+    assert main([*argv, "--dsn", warehouse]) == 0
+    assert rows(warehouse, "SELECT count(*), count(DISTINCT order_id) FROM curated.orders") == [(count, count)]
