@@ -38,6 +38,7 @@ class ImageRef:
     base: str = BASE_IMAGE  # what the Dockerfile's `FROM ${BASE}` is
     prepare: tuple[str, ...] = ()
     missing_from: str | None = None  # the registry image that would be needed instead
+    parent: ImageRef | None = None  # the local image `base` names, built before this one
 
     @property
     def local_build(self) -> bool:
@@ -54,8 +55,14 @@ def ref(image: Image, settings: Settings) -> ImageRef:
         base = image.registry
     if image.context is None:
         return ImageRef(image.name, None, None, missing_from=image.registry)
+    parent = ref(image.parent, settings) if image.parent else None
+    if parent is not None:
+        assert parent.ref is not None, f"{image.name} is built FROM {parent.name}, which has no local build"
+        base = parent.ref  # its tag is its content digest, so a change there changes this image's tag too
     tag = build_digest(image.context, image.includes, base, image.generated)[:12]
-    return ImageRef(image.name, f"sawmill/{image.name}:{tag}", image.context, image.includes, base, image.prepare)
+    return ImageRef(
+        image.name, f"sawmill/{image.name}:{tag}", image.context, image.includes, base, image.prepare, parent=parent
+    )
 
 
 def reader(settings: Settings) -> ImageRef:
@@ -109,9 +116,21 @@ def build_args(base: str = BASE_IMAGE) -> dict[str, str]:
     return args
 
 
+def with_parents(refs: list[ImageRef]) -> list[ImageRef]:
+    """The images and the local images they are built FROM, each parent before its children, once."""
+    ordered: list[ImageRef] = []
+    for image in refs:
+        lineage = []
+        while image is not None:
+            lineage.append(image)
+            image = image.parent
+        ordered += reversed(lineage)
+    return list(dict.fromkeys(ordered))
+
+
 def ensure(refs: list[ImageRef]) -> None:
-    """Build or pull every image that is not on this node yet."""
-    missing = [r for r in dict.fromkeys(refs) if r.ref is not None and not docker.image.exists(r.ref)]
+    """Build or pull every image that is not on this node yet (parents first)."""
+    missing = [r for r in with_parents(refs) if r.ref is not None and not docker.image.exists(r.ref)]
     if any(r.local_build and r.base == BASE_IMAGE for r in missing):
         ensure_base()
     for image in missing:

@@ -22,6 +22,7 @@ class Image:
     extends_registry: bool = False  # registry mode builds FROM `registry` (our files on the official image)
     prepare: tuple[str, ...] = ()  # command run in `context` before a build (e.g. fetching jars)
     generated: tuple[str, ...] = ()  # folders `prepare` fills: derived from other files, so not digested
+    parent: Image | None = None  # a local image this one is built FROM (built first); None: the debootstrap base
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,13 @@ POSTGRES = Component(
     pinned=True,
 )
 
+# Python, a venv and a pip helper on the base: what Sawmill's own Python images start FROM.
+PYTHON = Image("python", ROOT / "stack" / "python")
+
 DB_CONNECT = Component(
     name="db_connect",
     template_dir=ROOT / "db_connect",
-    images=(Image("db_connect", ROOT / "db_connect"),),
+    images=(Image("db_connect", ROOT / "db_connect", parent=PYTHON),),
     secrets=("db_connect_db_password", "db_connect_api_key", "db_connect_jwt_secret"),
     requires=("postgres",),
     subdomain="api",
@@ -86,7 +90,7 @@ KAFKA = Component(
             prepare=("sh", "fetch-jars.sh"),
             generated=("lib",),
         ),
-        Image("parse_sources", ROOT / "parse_sources"),
+        Image("parse_sources", ROOT / "parse_sources", parent=PYTHON),
         # no local build is possible (no reachable registry has its artifacts); registry mode only
         Image("console", None, registry="redpandadata/console:v2.8.5"),
     ),

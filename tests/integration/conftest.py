@@ -7,12 +7,15 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
@@ -295,6 +298,35 @@ class DbConnectWarehouse:
             "API_KEY_FILE": str(self.secrets / "api_key"),
             "JWT_SECRET_FILE": str(self.secrets / "jwt_secret"),
         }
+
+
+def serve_db_connect(warehouse: DbConnectWarehouse) -> tuple[subprocess.Popen[str], str]:
+    """What the image runs, `uvicorn db_connect.app:app` configured by environment variables only; and its URL.
+
+    Returns once /health answers 200; the output (stdout and stderr) is the process's stdout pipe.
+    """
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")} | warehouse.environment()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "db_connect.app:app", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{base}/health").status_code == 200:
+                return server, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise AssertionError(f"uvicorn did not become healthy:\n{server.communicate()[0]}")
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

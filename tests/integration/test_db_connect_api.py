@@ -1,19 +1,15 @@
 """db_connect against a real Postgres: what a client of the REST API can rely on."""
 
 import logging
-import os
 import select
 import signal
 import socket
 import socketserver
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +18,13 @@ from fastapi.testclient import TestClient
 
 from db_connect.app import create_app
 from db_connect.settings import Settings
-from tests.integration.conftest import DB_CONNECT_API_KEY, DB_CONNECT_PASSWORD, DbConnectWarehouse, free_port
+from tests.integration.conftest import (
+    DB_CONNECT_API_KEY,
+    DB_CONNECT_PASSWORD,
+    DbConnectWarehouse,
+    free_port,
+    serve_db_connect,
+)
 
 API_KEY = DB_CONNECT_API_KEY
 DB_PASSWORD = DB_CONNECT_PASSWORD
@@ -431,28 +433,8 @@ def test_uvicorn_entry_point_reads_the_environment_and_finishes_requests_on_sigt
     warehouse: DbConnectWarehouse,
 ) -> None:
     """What the image runs: `uvicorn db_connect.app:app`, configured only by environment variables."""
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")} | warehouse.environment()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "db_connect.app:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=Path(__file__).resolve().parents[2],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = serve_db_connect(warehouse)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "uvicorn did not become healthy"
-            time.sleep(0.2)
-
         slow: dict[str, httpx.Response] = {}
         request = threading.Thread(
             target=lambda: slow.update(
