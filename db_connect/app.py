@@ -24,12 +24,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from db_connect import reads, writes
 from db_connect.auth import Authenticator, Principal, bearer_scheme, header_scheme
 from db_connect.catalog import Catalog, Relation
+from db_connect.data_request import DataRequest
 from db_connect.database import Statement, make_pool, run
 from db_connect.errors import ApiError, ErrorBody, handle_api_error, handle_unexpected, install_error_handlers
 from db_connect.keys import KeyStore
 from db_connect.openapi import document
-from db_connect.prefer import preferences
-from db_connect.query_params import parse_query
 from db_connect.schema_refresh import SchemaRefresher
 from db_connect.settings import Settings
 
@@ -74,7 +73,7 @@ def not_exposed(schema: str, table: str) -> ApiError:
     )
 
 
-Handler = Callable[[Request, Principal, Relation], Awaitable[Response]]
+Handler = Callable[[DataRequest], Awaitable[Response]]
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
@@ -148,38 +147,22 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             raise not_exposed(schema, table)
         return relation
 
+    def parsed(request: Request, caller: Principal, relation: Relation) -> DataRequest:
+        return DataRequest.parse(request, pool, settings, caller, relation)
+
     def data_route(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             caller = await principal(request)
-            return await handler(request, caller, relation_of(request))
+            return await handler(parsed(request, caller, relation_of(request)))
 
         return endpoint
 
-    def query_of(request: Request) -> Any:
-        if any("\x00" in k or "\x00" in v for k, v in request.query_params.multi_items()):
-            raise ApiError(400, "invalid_parameter", "The query string contains a NUL character")
-        return parse_query(request.query_params.multi_items(), settings.default_page_size, settings.max_page_size)
-
-    async def get_rows(request: Request, caller: Principal, relation: Relation) -> Response:
-        as_csv = reads.wants_csv(request.headers)
-        query, prefs = query_of(request), preferences(request.headers)
-        if as_csv or query.limit > reads.AGGREGATE_MAX_ROWS:
-            return await reads.read_stream(pool, settings, caller, relation, query, prefs, as_csv)
-        return await reads.read_page(pool, settings, caller, relation, query, prefs)
-
-    async def post_rows(request: Request, caller: Principal, relation: Relation) -> Response:
-        query, prefs = query_of(request), preferences(request.headers)
-        return await writes.insert(pool, settings, caller, relation, query, prefs, request)
-
-    async def patch_rows(request: Request, caller: Principal, relation: Relation) -> Response:
-        query, prefs = query_of(request), preferences(request.headers)
-        return await writes.update(pool, settings, caller, relation, query, prefs, request)
-
-    async def delete_rows(request: Request, caller: Principal, relation: Relation) -> Response:
-        query, prefs = query_of(request), preferences(request.headers)
-        return await writes.delete(pool, settings, caller, relation, query, prefs)
-
-    handlers = {"GET": get_rows, "POST": post_rows, "PATCH": patch_rows, "DELETE": delete_rows}
+    handlers: dict[str, Handler] = {
+        "GET": reads.read,
+        "POST": writes.insert,
+        "PATCH": writes.update,
+        "DELETE": writes.delete,
+    }
     for method, handler in handlers.items():
         app.add_route("/{schema}/{table}", data_route(handler), methods=[method], include_in_schema=False)
 
@@ -194,7 +177,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         return generated["doc"]
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return direct_data_path(app, catalog, handlers, principal)
+
+    return direct_data_path(app, catalog, handlers, principal, parsed)
 
 
 def direct_data_path(
@@ -202,6 +186,7 @@ def direct_data_path(
     catalog: Catalog,
     handlers: dict[str, Handler],
     principal: Callable[[Request], Awaitable[Principal]],
+    parsed: Callable[[Request, Principal, Relation], DataRequest],
 ) -> ASGIApp:
     """Requests for an exposed relation go straight to their handler, past FastAPI's middleware and router.
 
@@ -216,7 +201,7 @@ def direct_data_path(
             if relation is not None:
                 request = Request(scope, receive)
                 try:
-                    response = await handler(request, await principal(request), relation)
+                    response = await handler(parsed(request, await principal(request), relation))
                 except ApiError as exc:
                     response = await handle_api_error(request, exc)
                 except Exception as exc:

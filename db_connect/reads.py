@@ -9,18 +9,16 @@ still a 400 and not a broken 200.
 import json
 from collections.abc import AsyncIterator, Sequence
 
-from psycopg_pool import AsyncConnectionPool
 from starlette.datastructures import Headers
 from starlette.responses import Response, StreamingResponse
 
 from db_connect import templates
-from db_connect.auth import Principal
 from db_connect.catalog import Relation
+from db_connect.data_request import DataRequest
 from db_connect.database import run, transaction
 from db_connect.errors import ApiError
 from db_connect.prefer import Preferences
 from db_connect.query_params import Query, encode_cursor
-from db_connect.settings import Settings
 from db_connect.statements import (
     Statement,
     count_statement,
@@ -90,41 +88,33 @@ def page_statements(relation: Relation, query: Query, prefs: Preferences, cap: i
     )
 
 
-async def read_page(
-    pool: AsyncConnectionPool,
-    settings: Settings,
-    principal: Principal,
-    relation: Relation,
-    query: Query,
-    prefs: Preferences,
-) -> Response:
-    statements = page_statements(relation, query, prefs, settings.exact_count_limit)
-    rows = await run(pool, principal, statements, True)
+async def read(call: DataRequest) -> Response:
+    """GET: a JSON page in one round trip, or a stream for CSV and pages beyond AGGREGATE_MAX_ROWS."""
+    as_csv = wants_csv(call.request.headers)
+    if as_csv or call.query.limit > AGGREGATE_MAX_ROWS:
+        return await read_stream(call, as_csv)
+    return await read_page(call)
+
+
+async def read_page(call: DataRequest) -> Response:
+    query, prefs, cap = call.query, call.prefs, call.settings.exact_count_limit
+    rows = await run(call.pool, call.principal, page_statements(call.relation, query, prefs, cap), True)
     body, returned, last_key = rows[0]
-    headers = {
-        "Content-Range": content_range(query.offset, returned, total_from(rows[1:], prefs, settings.exact_count_limit))
-    }
+    headers = {"Content-Range": content_range(query.offset, returned, total_from(rows[1:], prefs, cap))}
     if last_key is not None and returned == query.limit:
         headers["Next-Cursor"] = encode_cursor(json.loads(last_key))
     return Response(content=body, media_type=JSON_TYPE, headers=headers)
 
 
-async def read_stream(
-    pool: AsyncConnectionPool,
-    settings: Settings,
-    principal: Principal,
-    relation: Relation,
-    query: Query,
-    prefs: Preferences,
-    as_csv: bool,
-) -> Response:
-    statement, names = stream_statement(relation, query, as_csv)
-    counts = count_statements(relation, query, prefs, settings.exact_count_limit)
-    chunks = stream_chunks(pool, settings, principal, statement, counts, names if as_csv else None)
+async def read_stream(call: DataRequest, as_csv: bool) -> Response:
+    statement, names = stream_statement(call.relation, call.query, as_csv)
+    cap = call.settings.exact_count_limit
+    counts = count_statements(call.relation, call.query, call.prefs, cap)
+    chunks = stream_chunks(call, statement, counts, names if as_csv else None)
     count_rows = await anext(chunks)
     assert isinstance(count_rows, list)
     first = await anext(chunks, b"")
-    total = total_from(count_rows, prefs, settings.exact_count_limit)
+    total = total_from(count_rows, call.prefs, cap)
 
     async def body() -> AsyncIterator[bytes]:
         yield first
@@ -135,7 +125,7 @@ async def read_stream(
     return StreamingResponse(
         body(),
         media_type=CSV_TYPE if as_csv else JSON_TYPE,
-        headers={"Content-Range": content_range(query.offset, None, total)},
+        headers={"Content-Range": content_range(call.query.offset, None, total)},
     )
 
 
@@ -145,15 +135,10 @@ def csv_line(values: Sequence[str | None]) -> str:
 
 
 async def stream_chunks(
-    pool: AsyncConnectionPool,
-    settings: Settings,
-    principal: Principal,
-    statement: Statement,
-    counts: list[Statement],
-    csv_header: list[str] | None,
+    call: DataRequest, statement: Statement, counts: list[Statement], csv_header: list[str] | None
 ) -> AsyncIterator[list[tuple] | bytes]:
     """Yields the count rows first, then the body in chunks; holds its transaction until exhausted."""
-    async with transaction(pool, principal, read_only=True) as conn:
+    async with transaction(call.pool, call.principal, read_only=True) as conn:
         count_rows = []
         for count in counts:
             cursor = await conn.execute(count.query, count.params)

@@ -11,19 +11,18 @@ import json
 from collections.abc import AsyncIterator
 
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from db_connect.auth import Principal
 from db_connect.catalog import Relation
+from db_connect.data_request import DataRequest
 from db_connect.database import run, transaction
 from db_connect.errors import ApiError
 from db_connect.prefer import Preferences
 from db_connect.query_params import Query
-from db_connect.settings import Settings
 from db_connect.statements import (
     STAGING,
+    Statement,
     checked_columns,
     copy_statement,
     delete_statement,
@@ -118,30 +117,24 @@ def staged(relation: Relation, query: Query, prefs: Preferences) -> bool:
     return bool(prefs.representation or prefs.resolution or query.on_conflict or relation.kind != "table")
 
 
-async def insert(
-    pool: AsyncConnectionPool,
-    settings: Settings,
-    principal: Principal,
-    relation: Relation,
-    query: Query,
-    prefs: Preferences,
-    request: Request,
-) -> Response:
+async def insert(call: DataRequest) -> Response:
+    relation, query, prefs, request = call.relation, call.query, call.prefs, call.request
+    limit = call.settings.max_body_bytes
     as_csv = media_type(request) == "text/csv"
     if media_type(request) not in ("text/csv", JSON_TYPE):
         raise ApiError(415, "unsupported_media_type", "Send application/json or text/csv")
     if as_csv:
-        chunks = limited_body(request, settings.max_body_bytes)
+        chunks = limited_body(request, limit)
         names, rest = await csv_header(chunks)
         rows: list[list[str | None]] = []
     else:
-        names, rows = json_rows(await json_body(request, settings.max_body_bytes))
+        names, rows = json_rows(await json_body(request, limit))
     if len(set(names)) != len(names):
         raise invalid_body("A column is named twice")
     checked_columns(relation, names, "body")
     with_staging = staged(relation, query, prefs)
     target = STAGING if with_staging else sql.Identifier(relation.schema, relation.name)
-    async with transaction(pool, principal, read_only=False) as conn:
+    async with transaction(call.pool, call.principal, read_only=False) as conn:
         if with_staging:
             merge = merge_statement(relation, query, names, prefs.resolution or _conflict(query), prefs.representation)
             await conn.execute(staging_statement(relation, names))
@@ -172,33 +165,21 @@ def written_response(status: int, body: str | None, written: int) -> Response:
     return Response(status_code=status, content=body, media_type=JSON_TYPE, headers=headers)
 
 
-async def update(
-    pool: AsyncConnectionPool,
-    settings: Settings,
-    principal: Principal,
-    relation: Relation,
-    query: Query,
-    prefs: Preferences,
-    request: Request,
-) -> Response:
-    if media_type(request) != JSON_TYPE:
+async def update(call: DataRequest) -> Response:
+    if media_type(call.request) != JSON_TYPE:
         raise ApiError(415, "unsupported_media_type", "Send the new values as a JSON object")
-    data = await json_body(request, settings.max_body_bytes)
+    data = await json_body(call.request, call.settings.max_body_bytes)
     if not isinstance(data, dict):
         raise invalid_body("Send a JSON object of the columns to set", hint='e.g. {"status": "done"}')
-    statement = update_statement(relation, query, {k: value_text(v) for k, v in data.items()}, prefs.representation)
-    ((body, written),) = await run(pool, principal, [statement], read_only=False)
-    return written_response(200, body, written)
+    values = {k: value_text(v) for k, v in data.items()}
+    return await write(call, update_statement(call.relation, call.query, values, call.prefs.representation))
 
 
-async def delete(
-    pool: AsyncConnectionPool,
-    settings: Settings,
-    principal: Principal,
-    relation: Relation,
-    query: Query,
-    prefs: Preferences,
-) -> Response:
-    statement = delete_statement(relation, query, prefs.representation)
-    ((body, written),) = await run(pool, principal, [statement], read_only=False)
+async def delete(call: DataRequest) -> Response:
+    return await write(call, delete_statement(call.relation, call.query, call.prefs.representation))
+
+
+async def write(call: DataRequest, statement: Statement) -> Response:
+    """Run one writing statement (it returns the written rows as JSON, or NULL, and their count)."""
+    ((body, written),) = await run(call.pool, call.principal, [statement], read_only=False)
     return written_response(200, body, written)

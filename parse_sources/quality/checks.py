@@ -23,6 +23,20 @@ def _relation(zone: str, table: str) -> sql.Composable:
     return sql.Identifier(zone, table)
 
 
+def _share(
+    conn: psycopg.Connection, zone: str, table: str, where: sql.Composable, allowed: float, what: str
+) -> Outcome:
+    """The share of rows matching `where`, passing at most `allowed`; a failure says how to see those rows."""
+    rows, matching = conn.execute(
+        sql.SQL("SELECT count(*), count(*) FILTER (WHERE {w}) FROM {t}").format(w=where, t=_relation(zone, table))
+    ).fetchone() or (0, 0)
+    rate = matching / rows if rows else 0.0
+    detail = f"{matching} of {rows} rows {what} ({rate:.2%}; allowed {allowed:.2%})"
+    if rate > allowed:
+        detail += f"; see SELECT * FROM {zone}.{table} WHERE {where.as_string(conn)}"
+    return Outcome(rate, rate <= allowed, detail)
+
+
 def _scalar(conn: psycopg.Connection, query: sql.Composable, params: tuple[Any, ...] = ()) -> Any:
     row = conn.execute(query, params).fetchone()
     return row[0] if row else None
@@ -42,16 +56,8 @@ class Completeness:
         return f"null rate of {self.column}"
 
     def measure(self, conn: psycopg.Connection, table: str) -> Outcome:
-        rows, nulls = conn.execute(
-            sql.SQL("SELECT count(*), count(*) FILTER (WHERE {c} IS NULL) FROM {t}").format(
-                c=sql.Identifier(self.column), t=_relation(self.zone, table)
-            )
-        ).fetchone() or (0, 0)
-        rate = nulls / rows if rows else 0.0
-        detail = f"{nulls} of {rows} rows have no {self.column} ({rate:.2%}; allowed {self.max_null_rate:.2%})"
-        if rate > self.max_null_rate:
-            detail += f"; see SELECT * FROM {self.zone}.{table} WHERE {self.column} IS NULL"
-        return Outcome(rate, rate <= self.max_null_rate, detail)
+        missing = sql.SQL("{c} IS NULL").format(c=sql.Identifier(self.column))
+        return _share(conn, self.zone, table, missing, self.max_null_rate, f"have no {self.column}")
 
 
 @dataclass(frozen=True)
@@ -121,17 +127,7 @@ class Validity:
         return sql.SQL("{c} IS NOT NULL AND ({any})").format(c=c, any=sql.SQL(" OR ").join(conditions))
 
     def measure(self, conn: psycopg.Connection, table: str) -> Outcome:
-        invalid = self._invalid()
-        rows, bad = conn.execute(
-            sql.SQL("SELECT count(*), count(*) FILTER (WHERE {w}) FROM {t}").format(
-                w=invalid, t=_relation(self.zone, table)
-            )
-        ).fetchone() or (0, 0)
-        rate = bad / rows if rows else 0.0
-        detail = f"{bad} of {rows} rows break '{self.name}' ({rate:.2%}; allowed {self.max_invalid_rate:.2%})"
-        if rate > self.max_invalid_rate:
-            detail += f"; see SELECT * FROM {self.zone}.{table} WHERE {invalid.as_string(conn)}"
-        return Outcome(rate, rate <= self.max_invalid_rate, detail)
+        return _share(conn, self.zone, table, self._invalid(), self.max_invalid_rate, f"break '{self.name}'")
 
 
 @dataclass(frozen=True)

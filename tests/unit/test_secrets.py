@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import threading
 
 from stack import secrets
 
@@ -22,5 +23,11 @@ def test_the_fifo_hands_over_the_value_without_a_regular_file() -> None:
 
 
 def test_an_unread_fifo_does_not_hang_the_caller() -> None:
-    with secrets.fifo(b"never read") as path:
-        assert path.exists()
+    def unread() -> None:
+        with secrets.fifo(b"never read") as path:
+            assert path.exists()
+
+    caller = threading.Thread(target=unread, daemon=True)
+    caller.start()
+    caller.join(timeout=5)
+    assert not caller.is_alive(), "leaving the context hung with nobody reading the pipe"
