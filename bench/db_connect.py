@@ -6,9 +6,13 @@ Starts its own Postgres 15 cluster (host binaries, as the integration tests do) 
 uvicorn, then measures, each for --seconds:
   * GET one row by primary key, and GET a filtered page of 100 rows, at 1, 10 and 50 concurrent clients,
     with `wrk` (HTTP/1.1 keep-alive), next to pgbench at the same concurrency running (a) the bare SELECT
-    a client would write by hand (prepared), and (b) the very SQL db_connect sends for that request: one
-    message with the role switch, read-only mode and the SELECT, built by db_connect's own code and run
-    as the same login role (pgbench -M simple, one compound command);
+    a client would write by hand (prepared), and (b) the very SQL db_connect sends for that request, as
+    it sends it: a pipeline of two prepared statements (role switch and read-only mode, then the SELECT)
+    built by db_connect's own code and run as the same login role (pgbench -M prepared, in a pipeline;
+    pgbench prepares a script's statements before running it, so the login role gets USAGE on the
+    schema here, which changes no privilege on the table);
+  * the HTTP floor: a do-nothing ASGI app (bench/http_floor.py) under the same uvicorn and wrk, answering
+    the single row's bytes: what no Python API on this machine can beat;
   * a bulk insert of 1,000,000 rows: a CSV body POSTed to the API (COPY underneath) next to psql's
     `COPY ... FROM STDIN` of the same file.
 Targets: GET >= 30 % of pgbench's transactions/s at 10 clients running the same SQL (b); the ratio to
@@ -69,6 +73,7 @@ CREATE TABLE consumption.bulk (id integer PRIMARY KEY, meter text NOT NULL, kwh 
 GRANT USAGE ON SCHEMA consumption TO api_reader, api_writer;
 GRANT SELECT ON ALL TABLES IN SCHEMA consumption TO api_reader, api_writer;
 GRANT INSERT ON consumption.bulk TO api_writer;
+GRANT USAGE ON SCHEMA consumption TO db_connect;  -- for pgbench (b) only: it prepares before the role switch
 ANALYZE;
 """
 # What a client of the API gets, written by hand: the row(s) as JSON, as db_connect returns them.
@@ -133,7 +138,7 @@ def psql(port: int, *args: str, stdin: Path | None = None) -> str:
 
 
 def api_sql(port: int, path: str) -> str:
-    """The message db_connect sends for GET path, as a pgbench compound command; from db_connect's own code."""
+    """The pipeline db_connect sends for GET path, as a pgbench script; from db_connect's own code."""
 
     async def statements() -> list:
         async with await psycopg.AsyncConnection.connect(**superuser(port), autocommit=True) as conn:
@@ -150,7 +155,7 @@ def api_sql(port: int, path: str) -> str:
             settings_sql("api_reader", True),
             *(cursor.mogrify(s.text(), s.params) for s in asyncio.run(statements())),
         ]
-    return " \\; ".join(parts) + ";\n"
+    return "\\startpipeline\n" + "".join(part + ";\n" for part in parts) + "\\endpipeline\n"
 
 
 def superuser(port: int) -> dict[str, object]:
@@ -162,17 +167,16 @@ def pgbench(
 ) -> tuple[float, float, float]:
     """Transactions/s, average latency (pgbench's own) and p99 (from its per-transaction log), in ms.
 
-    as_api: connect as db_connect does (its login role, its statement timeout), in the simple protocol.
+    as_api: connect as db_connect does (its login role, its statement timeout).
     """
     for old in logdir.glob("pgbench_log*"):
         old.unlink()
+    env = dict(os.environ, PGPASSWORD=SUPER_PASSWORD)
+    user = "postgres"
     if as_api:
-        env = dict(os.environ, PGPASSWORD=PASSWORD, PGOPTIONS="-c statement_timeout=120000")
-        login = ["-Udb_connect", "-Msimple"]
-    else:
-        env = dict(os.environ, PGPASSWORD=SUPER_PASSWORD)
-        login = ["-Upostgres", "-Mprepared"]
-    argv = [str(PG_BIN / "pgbench"), "-n", "-h127.0.0.1", f"-p{port}", *login, f"-c{clients}"]
+        env.update(PGPASSWORD=PASSWORD, PGOPTIONS="-c statement_timeout=120000")
+        user = "db_connect"
+    argv = [str(PG_BIN / "pgbench"), "-n", "-h127.0.0.1", f"-p{port}", f"-U{user}", "-Mprepared", f"-c{clients}"]
     argv += [f"-j{min(clients, 2)}", f"-T{seconds}", f"-f{script}", "-l", "warehouse"]
     out = subprocess.run(argv, env=env, cwd=logdir, capture_output=True, text=True, check=True).stdout
     tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -203,7 +207,6 @@ def wrk_ms(out: str, label: str) -> float:
 def start_api(root: Path, port: int, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     (root / "db_password").write_text(PASSWORD)
     (root / "api_key").write_text(API_KEY)
-    api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")} | {
         "PGHOST": "127.0.0.1",
         "PGPORT": str(port),
@@ -215,19 +218,31 @@ def start_api(root: Path, port: int, workers: int) -> tuple[subprocess.Popen[byt
         "MAX_BODY_BYTES": str(1 << 30),
         "POOL_MAX_SIZE": "20",
     }
-    argv = [sys.executable, "-m", "uvicorn", "db_connect.app:app", "--host", "127.0.0.1", "--port", str(api_port)]
+    return serve("db_connect.app:app", env, workers, SINGLE_PATH)
+
+
+def serve(app: str, env: dict[str, str], workers: int, probe: str) -> tuple[subprocess.Popen[bytes], str]:
+    """uvicorn serving app as the db_connect image does (no access log), once probe answers 200."""
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
     server = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)
-    base = f"http://127.0.0.1:{api_port}"
+    base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if httpx.get(base + SINGLE_PATH, headers={"X-API-Key": API_KEY}).status_code == 200:
+            if httpx.get(base + probe, headers={"X-API-Key": API_KEY}).status_code == 200:
                 return server, base
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise SystemExit("db_connect did not start")
+    stop(server)
+    raise SystemExit(f"{app} did not start")
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=20)
 
 
 def bulk(port: int, base: str, root: Path, jwt_role_key: str) -> tuple[float, float]:
@@ -292,17 +307,29 @@ def main() -> None:
             f"{'(a) tps':>8} {'p99 ms':>7} {'ratio':>6}   {'(b) tps':>8} {'p99 ms':>7} {'ratio':>6}"
         )
         ratios: dict[str, tuple[float, float]] = {}
+        throughput: dict[str, float] = {}
         for name, path in (("single", SINGLE_PATH), ("page", PAGE_PATH)):
             for clients in CLIENTS:
                 api = wrk(base, path, clients, args.seconds)
                 bare = pgbench(port, scripts[name][0], clients, args.seconds, root)
                 same = pgbench(port, scripts[name][1], clients, args.seconds, root, as_api=True)
                 ratios[f"{name}@{clients}"] = (api[0] / bare[0], api[0] / same[0])
+                throughput[f"{name}@{clients}"] = api[0]
                 print(
                     f"{name:<8} {clients:>7} {api[0]:>10.0f} {api[1]:>7.1f} {api[2]:>7.1f}   "
                     f"{bare[0]:>8.0f} {bare[2]:>7.2f} {api[0] / bare[0]:>6.2f}   "
                     f"{same[0]:>8.0f} {same[2]:>7.2f} {api[0] / same[0]:>6.2f}"
                 )
+        floor_server, floor_base = serve("bench.http_floor:app", dict(os.environ), args.workers, "/")
+        try:
+            floor = {clients: wrk(floor_base, "/", clients, args.seconds)[0] for clients in CLIENTS}
+        finally:
+            stop(floor_server)
+        print(
+            "\nHTTP floor (bench/http_floor.py: no work at all, the same uvicorn and wrk): "
+            + ", ".join(f"{rps:,.0f} req/s at {clients}" for clients, rps in floor.items())
+            + f"; a single row from db_connect at 10 clients is {throughput['single@10'] / floor[10]:.2f} of it"
+        )
         api_rows, raw_rows = bulk(port, base, root, WRITER_KEY)
         print(
             f"\nbulk insert of {BULK_ROWS:,} rows (CSV): API {api_rows:,.0f} rows/s, psql COPY {raw_rows:,.0f} rows/s, "
@@ -316,8 +343,7 @@ def main() -> None:
         )
     finally:
         if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=20)
+            stop(server)
         data = root / "data"
         if (data / "postmaster.pid").exists():
             subprocess.run(

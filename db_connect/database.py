@@ -2,12 +2,10 @@
 
 A request's transaction starts by setting the role LOCAL, so it never outlives the request on the pooled
 connection; the statement timeout is the connections' own (a start-up option). A request of one round
-trip is one simple-protocol message (role, then its statements, values bound client-side by psycopg):
-Postgres runs such a message as one implicit transaction, so an error anywhere rolls all of it back.
-That is the cheapest path through psycopg in CPU per request, which is what limits an API process (a
-pipeline of BEGIN, settings, statement and COMMIT cost about 60 % more). Connections are not checked
-when borrowed (a round trip each): a read that finds its connection dead, as after a Postgres restart,
-is retried once on another.
+trip is one pipeline of prepared statements (pipeline.py): settings first, then its statements, one
+implicit transaction. Work of several round trips (COPY, streams) runs in an explicit transaction.
+Connections are not checked when borrowed (a round trip each): a read that finds its connection dead,
+as after a Postgres restart, is retried once on another.
 """
 
 import functools
@@ -19,6 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from db_connect import pipeline
 from db_connect.auth import Principal
 from db_connect.errors import ApiError
 from db_connect.pg_errors import client_error
@@ -31,6 +30,9 @@ REQUEST_POOL_WAIT_S = 5.0
 # Read-only may be switched on at any point of a transaction (only read-write must come first).
 READ_ONLY = sql.SQL("SELECT set_config('role', {}, true), set_config('transaction_read_only', 'on', true)")
 READ_WRITE = sql.SQL("SELECT set_config('role', {}, true)")
+SETTINGS_TEXT = {
+    read_only: q.format(sql.Placeholder()).as_string() for read_only, q in ((True, READ_ONLY), (False, READ_WRITE))
+}
 
 
 def make_pool(settings: Settings) -> AsyncConnectionPool:
@@ -109,19 +111,11 @@ async def run(
     read_only: bool,
 ) -> list[tuple]:
     """Run statements in one transaction and one round trip; the first row of each, in order."""
-    message = "; ".join([settings_sql(principal.role, read_only), *(s.text() for s in statements)])
-    params = [value for statement in statements for value in statement.params]
+    settings = Statement(SETTINGS_TEXT[read_only], [principal.role])
     for attempt in (1, 2):
         try:
             async with borrowed(pool, principal) as conn:
-                cursor = psycopg.AsyncClientCursor(conn)
-                await cursor.execute(message, params)
-                cursor.nextset()  # past the settings
-                rows = []
-                for _ in statements:
-                    rows.append(await cursor.fetchone() or ())
-                    cursor.nextset()
-                return rows
+                return (await pipeline.run(conn, principal.role, [settings, *statements]))[1:]
         except ConnectionLost:
             if not read_only or attempt == 2:
                 raise

@@ -1,0 +1,163 @@
+"""A request's statements run as one pipeline of prepared statements: one transaction, prepared once, bounded."""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from db_connect import pipeline
+from db_connect.database import SETTINGS_TEXT
+from db_connect.statements import Statement
+from tests.integration.conftest import DB_CONNECT_PASSWORD, DbConnectWarehouse
+
+T = TypeVar("T")
+SETUP_SQL = """
+CREATE TABLE consumption.pipeline_notes (id integer PRIMARY KEY, note text);
+GRANT SELECT ON consumption.pipeline_notes TO api_reader;
+GRANT SELECT, INSERT ON consumption.pipeline_notes TO api_writer;
+"""
+COUNT = Statement("SELECT count(*) FROM consumption.pipeline_notes WHERE id > %s", [0])
+
+
+@pytest.fixture(scope="module")
+def warehouse(db_connect_warehouse: DbConnectWarehouse) -> Iterator[DbConnectWarehouse]:
+    db_connect_warehouse.execute(SETUP_SQL)
+    yield db_connect_warehouse
+    db_connect_warehouse.execute("DROP TABLE consumption.pipeline_notes")
+
+
+def with_connection(warehouse: DbConnectWarehouse, work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    """work(conn) on a connection of db_connect's login role, in autocommit as the pool's are."""
+
+    async def main() -> T:
+        server = warehouse.server
+        async with await psycopg.AsyncConnection.connect(
+            host=server.host,
+            port=server.port,
+            dbname=warehouse.dbname,
+            user="db_connect",
+            password=DB_CONNECT_PASSWORD,
+            autocommit=True,
+        ) as conn:
+            return await work(conn)
+
+    return asyncio.run(main())
+
+
+async def run_as(
+    conn: psycopg.AsyncConnection, role: str, *statements: Statement, read_only: bool = True
+) -> list[tuple]:
+    """As db_connect.database.run does: the role's settings first; the statements' rows."""
+    settings = Statement(SETTINGS_TEXT[read_only], [role])
+    return (await pipeline.run(conn, role, [settings, *statements]))[1:]
+
+
+async def prepared_texts(conn: psycopg.AsyncConnection) -> list[str]:
+    cursor = await conn.execute("SELECT statement FROM pg_prepared_statements WHERE name LIKE 'dbc%%' ORDER BY name")
+    return [text for (text,) in await cursor.fetchall()]
+
+
+def test_a_text_is_prepared_once_per_connection_and_role(warehouse: DbConnectWarehouse) -> None:
+    async def work(conn: psycopg.AsyncConnection) -> list[str]:
+        for role in ("api_reader", "api_reader", "api_writer", "api_reader"):
+            await run_as(conn, role, COUNT)
+        return await prepared_texts(conn)
+
+    texts = with_connection(warehouse, work)
+    count_text = "SELECT count(*) FROM consumption.pipeline_notes WHERE id > $1"
+    assert texts.count(count_text) == 2  # one for each role, not one per run
+    assert texts.count("SELECT set_config('role', $1, true), set_config('transaction_read_only', 'on', true)") == 2
+
+
+def test_the_statements_run_in_one_transaction_under_the_role_and_nothing_outlives_it(
+    warehouse: DbConnectWarehouse,
+) -> None:
+    probe = Statement("SELECT current_user::text, current_setting('transaction_read_only'), now(), pg_sleep(0.01)", [])
+
+    async def work(conn: psycopg.AsyncConnection) -> tuple[list[tuple], tuple | None]:
+        rows = await run_as(conn, "api_reader", probe, probe)
+        after = await (
+            await conn.execute("SELECT current_user::text, current_setting('transaction_read_only')")
+        ).fetchone()
+        return rows, after
+
+    (first, second), after = with_connection(warehouse, work)
+    assert first[:2] == second[:2] == ("api_reader", "on")
+    assert first[2] == second[2]  # now() is the transaction's start: both statements ran in the same one
+    assert after == ("db_connect", "off")
+
+
+def test_an_error_rolls_back_the_whole_pipeline_and_the_connection_stays_usable(
+    warehouse: DbConnectWarehouse,
+) -> None:
+    insert = Statement("INSERT INTO consumption.pipeline_notes VALUES (%s, %s) RETURNING id", ["41", "kept?"])
+
+    async def work(conn: psycopg.AsyncConnection) -> list[tuple]:
+        with pytest.raises(errors.InvalidTextRepresentation):
+            bad = Statement("SELECT %s::integer", ["not a number"])
+            await run_as(conn, "api_writer", insert, bad, read_only=False)
+        assert conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert await run_as(conn, "api_reader", COUNT) == [(0,)]
+        # The failing text was prepared (its Parse succeeded) and is reused, not prepared twice.
+        good = Statement("SELECT %s::integer", ["7"])
+        return await run_as(conn, "api_writer", good, read_only=False)
+
+    assert with_connection(warehouse, work) == [(7,)]
+    assert warehouse.execute("SELECT count(*) FROM consumption.pipeline_notes")[0][0] == 0
+
+
+def test_a_text_that_does_not_parse_is_not_remembered_as_prepared(warehouse: DbConnectWarehouse) -> None:
+    later = Statement("SELECT count(later) FROM consumption.pipeline_notes", [])
+
+    async def work(conn: psycopg.AsyncConnection) -> list[tuple]:
+        with pytest.raises(errors.UndefinedColumn):
+            await run_as(conn, "api_reader", later)
+        assert all("later" not in text for text in await prepared_texts(conn))
+        warehouse.execute("ALTER TABLE consumption.pipeline_notes ADD COLUMN later integer")
+        try:
+            return await run_as(conn, "api_reader", later)
+        finally:
+            warehouse.execute("ALTER TABLE consumption.pipeline_notes DROP COLUMN later")
+
+    assert with_connection(warehouse, work) == [(0,)]
+
+
+def test_prepared_statements_are_bounded_per_connection(
+    warehouse: DbConnectWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline, "MAX_PREPARED", 4)
+
+    async def work(conn: psycopg.AsyncConnection) -> tuple[list[str], list[tuple]]:
+        for n in range(10):
+            rows = await run_as(conn, "api_reader", Statement(f"SELECT {n} + %s", [1]))
+            assert rows == [(n + 1,)]
+        return await prepared_texts(conn), await run_as(conn, "api_reader", COUNT)
+
+    texts, rows = with_connection(warehouse, work)
+    assert len(texts) == 4
+    assert "SELECT 9 + $1" in texts  # the most recent stay; the least recently used were closed
+    assert rows == [(0,)]
+
+
+def test_percent_signs_are_literal_and_values_take_the_type_of_their_use(warehouse: DbConnectWarehouse) -> None:
+    statement = Statement("SELECT %s || '%%', %s + 1, %s::oid[]", ["50", "41", "{1,2}"])
+
+    async def work(conn: psycopg.AsyncConnection) -> list[tuple]:
+        return await run_as(conn, "api_reader", statement)
+
+    assert with_connection(warehouse, work) == [("50%", 42, [1, 2])]
+
+
+def test_a_cancelled_run_closes_its_connection_so_the_pool_cannot_reuse_it(warehouse: DbConnectWarehouse) -> None:
+    async def work(conn: psycopg.AsyncConnection) -> bool:
+        task = asyncio.create_task(run_as(conn, "api_reader", Statement("SELECT pg_sleep(%s)", ["5"])))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return conn.closed
+
+    assert with_connection(warehouse, work)
