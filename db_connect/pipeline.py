@@ -23,6 +23,7 @@ from weakref import WeakKeyDictionary
 
 import psycopg
 from psycopg import errors, pq
+from psycopg.abc import Buffer
 from psycopg.adapt import PyFormat, Transformer
 
 from db_connect.statements import Statement
@@ -87,15 +88,16 @@ def numbered(text: str) -> bytes:
 async def run(conn: psycopg.AsyncConnection, role: str, statements: Sequence[Statement]) -> list[tuple]:
     """The first row of each statement (an empty tuple for none), all run in one implicit transaction.
 
-    The connection must be idle and in autocommit. A database error is raised as psycopg raises it, the
-    connection left idle; after any other exception it is broken or closed, as results may still be on
-    their way (the pool then replaces it).
+    The connection must be idle and in autocommit. A value psycopg cannot send, or a database error, is
+    raised as psycopg raises it, the connection left idle; after any other exception it is broken or
+    closed, as results may still be on their way (the pool then replaces it).
     """
-    pg = conn.pgconn
     prepared = _prepared.get(conn) or _prepared.setdefault(conn, Prepared(conn))
+    commands = plan(prepared, role, statements)
+    pg = conn.pgconn
     pg.enter_pipeline_mode()
     try:
-        sent = send(pg, prepared, role, statements)
+        sent = send(pg, prepared, commands)
         await flush(pg)
         results = await collect(pg)
         pg.exit_pipeline_mode()
@@ -119,27 +121,49 @@ async def run(conn: psycopg.AsyncConnection, role: str, statements: Sequence[Sta
     return rows
 
 
-def send(pg: pq.abc.PGconn, prepared: Prepared, role: str, statements: Sequence[Statement]) -> list[Sent]:
-    """Queue the pipeline; returns what each of its results will answer, in order.
+@dataclass(frozen=True)
+class Command:
+    """One statement as it goes on the wire: its prepared name, or a Parse to send first; its values."""
+
+    name: bytes
+    parse: "Parse | None"
+    text: bytes
+    params: Sequence[Buffer | None]
+
+
+def plan(prepared: Prepared, role: str, statements: Sequence[Statement]) -> list[Command]:
+    """Names, $n texts and values as text, before anything is sent: what can fail here changes nothing."""
+    commands = []
+    fresh: dict[Key, bytes] = {}
+    dump = prepared.transformer.dump_sequence
+    for statement in statements:
+        key = (role, statement.text())
+        name = prepared.lookup(key) or fresh.get(key)
+        parse = None
+        if name is None:
+            name = fresh[key] = prepared.new_name()
+            parse = Parse(key, name)
+        params = dump(statement.params, [PyFormat.TEXT] * len(statement.params))
+        commands.append(Command(name, parse, numbered(key[1]) if parse else b"", params))
+    return commands
+
+
+def send(pg: pq.abc.PGconn, prepared: Prepared, commands: Sequence[Command]) -> list[Sent]:
+    """Queue the pipeline and its sync; returns what each of its results will answer, in order.
 
     A new text is parsed just before its first execution, so after the first statement set the role.
     """
-    keys = [(role, statement.text()) for statement in statements]
-    names = {key: prepared.lookup(key) for key in keys}
     sent: list[Sent] = []
-    excess = len(prepared.names) + sum(name is None for name in names.values()) - MAX_PREPARED
+    excess = len(prepared.names) + sum(c.parse is not None for c in commands) - MAX_PREPARED
     for _ in range(max(0, excess)):
         _, oldest = prepared.names.popitem(last=False)
         pg.send_close_prepared(oldest)  # first in the pipeline, so nothing before it can abort it
         sent.append(CLOSE)
-    dump = prepared.transformer.dump_sequence
-    for key, statement in zip(keys, statements, strict=True):
-        name = names[key]
-        if name is None:
-            name = names[key] = prepared.new_name()
-            pg.send_prepare(name, numbered(key[1]))
-            sent.append(Parse(key, name))
-        pg.send_query_prepared(name, dump(statement.params, [PyFormat.TEXT] * len(statement.params)))
+    for command in commands:
+        if command.parse is not None:
+            pg.send_prepare(command.name, command.text)
+            sent.append(command.parse)
+        pg.send_query_prepared(command.name, command.params)
         sent.append(ROWS)
     pg.pipeline_sync()
     return sent

@@ -161,3 +161,13 @@ def test_a_cancelled_run_closes_its_connection_so_the_pool_cannot_reuse_it(wareh
         return conn.closed
 
     assert with_connection(warehouse, work)
+
+
+def test_a_value_the_driver_refuses_sends_nothing_and_keeps_the_connection(warehouse: DbConnectWarehouse) -> None:
+    async def work(conn: psycopg.AsyncConnection) -> list[tuple]:
+        with pytest.raises(psycopg.DataError):
+            await run_as(conn, "api_reader", Statement("SELECT %s", ["a\x00b"]))
+        assert not conn.closed
+        return await run_as(conn, "api_reader", COUNT)
+
+    assert with_connection(warehouse, work) == [(0,)]
