@@ -39,14 +39,18 @@ def make_pool(settings: Settings) -> AsyncConnectionPool:
     """A closed pool; open it with `open(wait=False)` so start-up never waits for Postgres.
 
     Connections are in autocommit: a one-message request is an implicit transaction of its own, and work
-    of several round trips sends its own BEGIN. The statement timeout is set once per connection.
+    of several round trips sends its own BEGIN. The statement timeout is set once per connection, beside
+    the shared start-up options. psycopg prepares nothing on its own: after a rollback it would
+    DEALLOCATE ALL, the statements pipeline.py prepared included.
     """
+    conninfo = settings.conninfo
     return AsyncConnectionPool(
         kwargs={
-            **settings.conninfo,
+            **conninfo,
             "application_name": "db_connect",
             "autocommit": True,
-            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+            "prepare_threshold": None,
+            "options": f"{conninfo['options']} -c statement_timeout={settings.statement_timeout_ms}",
         },
         min_size=1,
         max_size=settings.pool_max_size,
@@ -116,6 +120,9 @@ async def run(
         try:
             async with borrowed(pool, principal) as conn:
                 return (await pipeline.run(conn, principal.role, [settings, *statements]))[1:]
+        except pipeline.StatementsLost:  # nothing ran; its connection is closed
+            if attempt == 2:
+                raise ConnectionLost() from None
         except ConnectionLost:
             if not read_only or attempt == 2:
                 raise

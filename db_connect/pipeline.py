@@ -56,6 +56,10 @@ class Prepared:
         return b"dbc_%d" % self.count
 
 
+class StatementsLost(Exception):
+    """The connection had lost statements prepared on it (a DEALLOCATE): nothing ran, and it is closed."""
+
+
 @dataclass(frozen=True)
 class Parse:
     """A statement prepared in this pipeline: known to the connection only if its result is OK."""
@@ -117,7 +121,11 @@ async def run(conn: psycopg.AsyncConnection, role: str, statements: Sequence[Sta
             prepared.transformer.set_pgresult(result)
             rows.append(prepared.transformer.load_row(0, tuple) if result.ntuples else ())
     if failure is not None:
-        raise errors.error_from_result(failure, encoding=conn.info.encoding)
+        error = errors.error_from_result(failure, encoding=conn.info.encoding)
+        if isinstance(error, errors.InvalidSqlStatementName):
+            await conn.close()
+            raise StatementsLost() from error
+        raise error
     return rows
 
 

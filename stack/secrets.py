@@ -40,8 +40,9 @@ def _quiet() -> Iterator[None]:
 
 
 def listed(filters: dict[str, str]) -> list[Secret]:
+    """Secrets matching filters given as for configs (a dict); secret listing takes them as pairs."""
     with _quiet():
-        found = docker.secret.list(filters=filters)
+        found = docker.secret.list(filters=list(filters.items()))
         for secret in found:
             secret.spec  # noqa: B018 -- inspect now, while stdout is redirected
         return found

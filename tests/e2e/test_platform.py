@@ -19,8 +19,8 @@ import pytest
 from cryptography import x509
 from python_on_whales import docker
 
+from stack import cli, secrets
 from stack import http as https
-from stack import secrets
 
 from .conftest import HTTP_PORT, HTTPS_PORT, PREFIX, Platform, running_container
 
@@ -215,6 +215,15 @@ def test_logs_show_a_components_recent_lines(platform: Platform) -> None:
     logs = platform.deploy("logs", "db_connect", "--tail", "20").stdout
     assert f"== {PREFIX}_db_connect_api" in logs
     assert "Application startup complete" in logs  # uvicorn's stderr; nginx keeps the access log, not the API
+
+
+def test_logs_fall_back_to_this_nodes_containers_when_swarm_gives_no_answer(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "SERVICE_LOGS_TIMEOUT_S", 0.001)  # as if `docker service logs` hung
+    logs = cli._service_logs(f"{PREFIX}_db_connect_api", 20)
+    assert logs.startswith("(docker service logs gave no answer in 0.001 s; this node's containers instead)")
+    assert "Application startup complete" in logs
 
 
 def build_variant(tag: str, extra: str) -> str:

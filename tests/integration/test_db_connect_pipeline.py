@@ -7,9 +7,13 @@ from typing import TypeVar
 import psycopg
 import pytest
 from psycopg import errors
+from psycopg_pool import AsyncConnectionPool
 
-from db_connect import pipeline
-from db_connect.database import SETTINGS_TEXT
+from db_connect import database, pipeline
+from db_connect.auth import Principal
+from db_connect.database import SETTINGS_TEXT, make_pool
+from db_connect.errors import ApiError
+from db_connect.settings import Settings
 from db_connect.statements import Statement
 from tests.integration.conftest import DB_CONNECT_PASSWORD, DbConnectWarehouse
 
@@ -171,3 +175,78 @@ def test_a_value_the_driver_refuses_sends_nothing_and_keeps_the_connection(wareh
         return await run_as(conn, "api_reader", COUNT)
 
     assert with_connection(warehouse, work) == [(0,)]
+
+
+# --- through the pool, as requests use it -----------------------------------------------------------
+
+
+def with_pool(warehouse: DbConnectWarehouse, work: Callable[[AsyncConnectionPool], Awaitable[T]]) -> T:
+    """work(pool) on db_connect's own pool of one connection, so every call shares it."""
+    settings = Settings(
+        pghost=warehouse.server.host,
+        pgport=warehouse.server.port,
+        pgdatabase=warehouse.dbname,
+        pguser="db_connect",
+        pgpassword_file=warehouse.secrets / "db_password",
+        api_key_file=warehouse.secrets / "api_key",
+        pool_max_size=1,
+        statement_timeout_ms=4321,
+    )
+
+    async def main() -> T:
+        pool = make_pool(settings)
+        await pool.open(wait=True)
+        try:
+            return await work(pool)
+        finally:
+            await pool.close()
+
+    return asyncio.run(main())
+
+
+def test_pool_connections_keep_utc_iso_intervals_and_the_statement_timeout(warehouse: DbConnectWarehouse) -> None:
+    settings = Statement(
+        "SELECT current_setting('TimeZone'), current_setting('IntervalStyle'), current_setting('statement_timeout')", []
+    )
+    warehouse.execute("ALTER ROLE db_connect IN DATABASE dbc_warehouse SET TimeZone = 'America/New_York'")
+    try:
+        rows = with_pool(warehouse, lambda pool: database.run(pool, Principal("api_reader"), [settings], True))
+    finally:
+        warehouse.execute("ALTER ROLE db_connect IN DATABASE dbc_warehouse RESET TimeZone")
+    assert rows == [("UTC", "iso_8601", "4321ms")]
+
+
+def test_a_rolled_back_transaction_keeps_the_statements_the_pipeline_prepared(
+    warehouse: DbConnectWarehouse,
+) -> None:
+    """psycopg, had it prepared statements of its own, would DEALLOCATE ALL on rollback, ours included."""
+    writer, reader = Principal("api_writer"), Principal("api_reader")
+    probe = Statement("SELECT pg_backend_pid(), count(*) FROM consumption.pipeline_notes WHERE id > %s", [0])
+
+    async def work(pool: AsyncConnectionPool) -> list[list[tuple]]:
+        before = await database.run(pool, reader, [probe], True)
+        for n in range(8):  # the same statements again and again, as psycopg would prepare
+            async with database.transaction(pool, writer, read_only=False) as conn:
+                await conn.execute("INSERT INTO consumption.pipeline_notes VALUES (%s, %s)", [100 + n, "x"])
+        with pytest.raises(ApiError):  # a unique violation: rolled back
+            async with database.transaction(pool, writer, read_only=False) as conn:
+                await conn.execute("INSERT INTO consumption.pipeline_notes VALUES (%s, %s)", [100, "again"])
+        return [before, await database.run(pool, reader, [probe], True)]
+
+    try:
+        [(pid, empty)], [(same_pid, eight)] = with_pool(warehouse, work)
+    finally:
+        warehouse.execute("DELETE FROM consumption.pipeline_notes")
+    assert (empty, eight) == (0, 8)
+    assert same_pid == pid, "the prepared statement was found: no retry on a new connection was needed"
+
+
+def test_statements_dropped_behind_the_pipelines_back_cost_a_retry_not_an_error(warehouse: DbConnectWarehouse) -> None:
+    async def work(pool: AsyncConnectionPool) -> list[tuple]:
+        reader = Principal("api_reader")
+        await database.run(pool, reader, [COUNT], True)
+        async with pool.connection() as conn:
+            await conn.execute("DEALLOCATE ALL")
+        return await database.run(pool, reader, [COUNT], True)
+
+    assert with_pool(warehouse, work) == [(0,)]
