@@ -30,15 +30,17 @@ REQUEST_POOL_WAIT_S = 5.0
 # Read-only may be switched on at any point of a transaction (only read-write must come first).
 READ_ONLY = sql.SQL("SELECT set_config('role', {}, true), set_config('transaction_read_only', 'on', true)")
 READ_WRITE = sql.SQL("SELECT set_config('role', {}, true)")
+# The same, with the role as a parameter: the first statement of every pipeline (pipeline.py).
 SETTINGS_TEXT = {
-    read_only: q.format(sql.Placeholder()).as_string() for read_only, q in ((True, READ_ONLY), (False, READ_WRITE))
+    True: READ_ONLY.format(sql.Placeholder()).as_string(),
+    False: READ_WRITE.format(sql.Placeholder()).as_string(),
 }
 
 
 def make_pool(settings: Settings) -> AsyncConnectionPool:
     """A closed pool; open it with `open(wait=False)` so start-up never waits for Postgres.
 
-    Connections are in autocommit: a one-message request is an implicit transaction of its own, and work
+    Connections are in autocommit: a one-pipeline request is an implicit transaction of its own, and work
     of several round trips sends its own BEGIN. The statement timeout is set once per connection, beside
     the shared start-up options. psycopg prepares nothing on its own: after a rollback it would
     DEALLOCATE ALL, the statements pipeline.py prepared included.
