@@ -13,6 +13,8 @@ uvicorn, then measures, each for --seconds:
     schema here, which changes no privilege on the table);
   * the HTTP floor: a do-nothing ASGI app (bench/http_floor.py) under the same uvicorn and wrk, answering
     the single row's bytes: what no Python API on this machine can beat;
+  * for a single row at 10 clients, where the CPU goes per request or transaction: the API's processes,
+    Postgres (its backends included) and the load generator, through db_connect, pgbench (b) and the floor;
   * a bulk insert of 1,000,000 rows: a CSV body POSTed to the API (COPY underneath) next to psql's
     `COPY ... FROM STDIN` of the same file.
 Targets: GET >= 30 % of pgbench's transactions/s at 10 clients running the same SQL (b); the ratio to
@@ -26,6 +28,7 @@ import argparse
 import asyncio
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -33,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -199,6 +204,45 @@ def wrk(base: str, path: str, clients: int, seconds: int) -> tuple[float, float,
     return rps, wrk_ms(out, "50%"), wrk_ms(out, "99%")
 
 
+def process_cpu(leader: int) -> float:
+    """CPU seconds (user + system) so far of a process and its children: the live ones, and those it has
+    reaped (Postgres backends that have exited). Children, not the process group: backends call setsid()."""
+    seconds = 0
+    for entry in os.scandir("/proc"):
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split() if entry.name.isdigit() else []
+        except OSError:  # exited meanwhile
+            continue
+        if entry.name == str(leader):
+            seconds += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+        elif fields and int(fields[1]) == leader:
+            seconds += int(fields[11]) + int(fields[12])
+    return seconds / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_per_call(
+    measure: Callable[[], tuple[float, ...]], leaders: dict[str, int], load: str, seconds: int
+) -> tuple[tuple[float, ...], dict[str, float]]:
+    """measure()'s result (calls/s first), and the CPU µs per call spent by each process (with its children)
+    and by the load generator (a child of this process)."""
+    before = {label: process_cpu(pid) for label, pid in leaders.items()}
+    load_before = children_cpu()
+    result = measure()
+    spent = {label: process_cpu(pid) - before[label] for label, pid in leaders.items()}
+    spent[load] = children_cpu() - load_before
+    return result, {label: cpu / (result[0] * seconds) * 1e6 for label, cpu in spent.items()}
+
+
+def cpu_text(per_call: dict[str, float]) -> str:
+    parts = ", ".join(f"{label} {us:.0f}" for label, us in per_call.items())
+    return f"{sum(per_call.values()):.0f} µs ({parts})"
+
+
 def wrk_ms(out: str, label: str) -> float:
     value, unit = re.search(rf"\s{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -308,11 +352,23 @@ def main() -> None:
         )
         ratios: dict[str, tuple[float, float]] = {}
         throughput: dict[str, float] = {}
+        postmaster = int((root / "data" / "postmaster.pid").read_text().split()[0])
+        cpu: dict[tuple[str, str, int], dict[str, float]] = {}  # (what, request, clients) -> µs per call by process
         for name, path in (("single", SINGLE_PATH), ("page", PAGE_PATH)):
             for clients in CLIENTS:
-                api = wrk(base, path, clients, args.seconds)
+                api, cpu["db_connect", name, clients] = cpu_per_call(
+                    partial(wrk, base, path, clients, args.seconds),
+                    {"API": server.pid, "Postgres": postmaster},
+                    "wrk",
+                    args.seconds,
+                )
                 bare = pgbench(port, scripts[name][0], clients, args.seconds, root)
-                same = pgbench(port, scripts[name][1], clients, args.seconds, root, as_api=True)
+                same, cpu["pgbench (b)", name, clients] = cpu_per_call(
+                    partial(pgbench, port, scripts[name][1], clients, args.seconds, root, as_api=True),
+                    {"Postgres": postmaster},
+                    "pgbench",
+                    args.seconds,
+                )
                 ratios[f"{name}@{clients}"] = (api[0] / bare[0], api[0] / same[0])
                 throughput[f"{name}@{clients}"] = api[0]
                 print(
@@ -322,7 +378,14 @@ def main() -> None:
                 )
         floor_server, floor_base = serve("bench.http_floor:app", dict(os.environ), args.workers, "/")
         try:
-            floor = {clients: wrk(floor_base, "/", clients, args.seconds)[0] for clients in CLIENTS}
+            floor = {}
+            for clients in CLIENTS:
+                (floor[clients], *_), cpu["HTTP floor", "single", clients] = cpu_per_call(
+                    partial(wrk, floor_base, "/", clients, args.seconds),
+                    {"uvicorn": floor_server.pid},
+                    "wrk",
+                    args.seconds,
+                )
         finally:
             stop(floor_server)
         print(
@@ -330,6 +393,9 @@ def main() -> None:
             + ", ".join(f"{rps:,.0f} req/s at {clients}" for clients, rps in floor.items())
             + f"; a single row from db_connect at 10 clients is {throughput['single@10'] / floor[10]:.2f} of it"
         )
+        print("\nCPU per request or transaction, single row at 10 clients (both cores, every process involved):")
+        for label in ("db_connect", "pgbench (b)", "HTTP floor"):
+            print(f"  {label:<12} {cpu_text(cpu[label, 'single', 10])}")
         api_rows, raw_rows = bulk(port, base, root, WRITER_KEY)
         print(
             f"\nbulk insert of {BULK_ROWS:,} rows (CSV): API {api_rows:,.0f} rows/s, psql COPY {raw_rows:,.0f} rows/s, "
