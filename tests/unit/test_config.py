@@ -84,10 +84,12 @@ def test_acme_needs_an_email_and_a_real_domain(isolated_env: Path, monkeypatch: 
         load_settings()
 
 
-def test_the_documented_example_config_is_valid(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_documented_example_config_is_valid_and_states_the_defaults(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    defaults = load_settings()
     monkeypatch.setenv("SAWMILL_CONFIG", str(ROOT / "sawmill.example.toml"))
-    settings = load_settings()
-    assert settings.domain == "localhost"
+    assert load_settings() == defaults, "sawmill.example.toml says it shows every default"
 
 
 def test_certificate_modes_not_built_yet_are_refused_up_front(
