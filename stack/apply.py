@@ -61,6 +61,10 @@ def apply(plan: Plan, selected: list[str]) -> list[str]:
         with step(f"checking certificates for {', '.join(plan.tls.hosts)}"):
             if certs.ensure_local(settings, plan.tls, reader.ref):
                 say("  issued a new certificate from the local CA")
+    if "webserver" in selected and settings.certificates == "files":
+        with step(f"storing the certificate of {settings.certificate_file}"):
+            if certs.ensure_files(settings, plan.tls):
+                say(f"  stored as config {plan.tls.crt_config} and secret {plan.tls.key_secret}")
     write_plan(plan)
     changed = []
     # Postgres first (the others need the roles its init job makes), then the rest roll out side by side.

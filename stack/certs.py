@@ -1,8 +1,10 @@
-"""TLS certificates in `local` mode: a local CA, kept across runs, signs one certificate for every host name.
+"""TLS certificates for nginx: in `local` mode a local CA, kept across runs, signs one certificate for every host
+name; in `files` mode the user's own certificate and key (checked by stack/tls_files.py) are stored as they are.
 
 Key material exists only in memory and in Docker secrets. The CA certificate is public: it is kept as a
 Docker config and exported to build/ca.crt for the user to trust. Certificate names carry a digest of the
-host names, so the same configuration always renders the same stack and a new host name issues a new one.
+host names (local) or of the certificate file (files), so the same configuration always renders the same
+stack, and a new host name or a new file rolls nginx over to a new certificate.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from python_on_whales import docker
 
-from stack import names, secrets, swarm
+from stack import names, secrets, swarm, tls_files
 from stack.config import Settings
 
 CA_DAYS = 3650
@@ -36,8 +38,9 @@ class TlsNames:
 
 
 def tls_names(settings: Settings) -> TlsNames:
-    hosts = tuple(sorted(set(settings.subdomains.values()) | {settings.domain}))
-    digest = hashlib.sha256("\n".join(hosts).encode()).hexdigest()[:10]
+    hosts = settings.tls_hosts
+    named = _own_files(settings).chain if settings.certificates == "files" else "\n".join(hosts).encode()
+    digest = hashlib.sha256(named).hexdigest()[:10]
     prefix = settings.prefix
     return TlsNames(
         hosts=hosts,
@@ -66,6 +69,23 @@ def ensure_local(settings: Settings, tls: TlsNames, reader_image: str) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(_read_config(tls.ca_config))
     return issued
+
+
+def ensure_files(settings: Settings, tls: TlsNames) -> bool:
+    """Store the user's certificate and key for nginx unless stored already; return True if they were new."""
+    if swarm.config_exists(tls.crt_config) and secrets.exists(tls.key_secret):
+        return False
+    own = _own_files(settings)
+    secrets.remove(secrets.listed({"name": tls.key_secret}))  # half of a pair is no pair: start over
+    if swarm.config_exists(tls.crt_config):
+        docker.config.remove(tls.crt_config)
+    secrets.create(tls.key_secret, own.key, settings.prefix)
+    _create_config(tls.crt_config, own.chain, settings.prefix)
+    return True
+
+
+def _own_files(settings: Settings) -> tls_files.CertificateFiles:
+    return tls_files.load(settings.certificate_file, settings.certificate_key_file, settings.tls_hosts)
 
 
 def issue(

@@ -200,7 +200,13 @@ def _plan(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"  image {ref.ref} will be {'built' if ref.local_build else 'pulled'}")
         for name in cp.secrets:
             if not secrets.exists(name):
-                what = "issued by the local CA" if name == the_plan.tls.key_secret else "generated"
+                what = "generated"
+                if name == the_plan.tls.key_secret:
+                    what = (
+                        "issued by the local CA"
+                        if settings.certificates == "local"
+                        else "read from certificate_key_file"
+                    )
                 print(f"  secret {name} will be {what}")
     print(f"\nrendered into {settings.build_dir.resolve()}/")
     return 0

@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from stack import tls_files
 from stack.components import COMPONENTS
 
 CONFIG_ENV = "SAWMILL_CONFIG"
@@ -108,6 +109,10 @@ class Settings(BaseSettings):
     http_port: Port = 80
     https_port: Port = 443
     certificates: Literal["local", "acme", "files"] = "local"
+    certificate_file: Path | None = Field(
+        default=None, description="files mode: the certificate chain, PEM, leaf first"
+    )
+    certificate_key_file: Path | None = Field(default=None, description="files mode: its private key, PEM, unencrypted")
     images: Literal["local", "registry"] = "local"
     image_overrides: dict[str, str] = Field(
         default_factory=dict, description="image name -> reference to run instead (pinning, canaries)"
@@ -177,9 +182,16 @@ class Settings(BaseSettings):
             raise ValueError("email: certificates = 'acme' needs an email address for the ACME account")
         if self.certificates == "acme" and self.domain == "localhost":
             raise ValueError("certificates: no public CA issues for 'localhost'; use 'local' or a real domain")
-        if self.certificates != "local":
-            raise ValueError(f"certificates: {self.certificates!r} is not implemented yet; use 'local'")
+        if self.certificates == "acme":
+            raise ValueError("certificates: 'acme' is not implemented yet; use 'local', or 'files' with your own")
+        if self.certificates == "files" and "webserver" in self.components:
+            tls_files.load(self.certificate_file, self.certificate_key_file, self.tls_hosts)
         return self
+
+    @property
+    def tls_hosts(self) -> tuple[str, ...]:
+        """Every host name nginx answers for: the domain and each component's subdomain."""
+        return tuple(sorted(set(self.subdomains.values()) | {self.domain}))
 
     @property
     def subdomains(self) -> dict[str, str]:

@@ -92,9 +92,9 @@ def test_the_documented_example_config_is_valid_and_states_the_defaults(
     assert load_settings() == defaults, "sawmill.example.toml says it shows every default"
 
 
-def test_certificate_modes_not_built_yet_are_refused_up_front(
-    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SAWMILL_CERTIFICATES", "files")
-    with pytest.raises(ConfigError, match="'files' is not implemented yet"):
+def test_acme_is_refused_up_front_until_it_is_built(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAWMILL_CERTIFICATES", "acme")
+    monkeypatch.setenv("SAWMILL_DOMAIN", "example.com")
+    monkeypatch.setenv("SAWMILL_EMAIL", "ops@example.com")
+    with pytest.raises(ConfigError, match="'acme' is not implemented yet"):
         load_settings()
