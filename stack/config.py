@@ -184,7 +184,7 @@ class Settings(BaseSettings):
             raise ValueError("certificates: no public CA issues for 'localhost'; use 'local' or a real domain")
         if self.certificates == "acme":
             raise ValueError("certificates: 'acme' is not implemented yet; use 'local', or 'files' with your own")
-        if self.certificates == "files" and "webserver" in self.components:
+        if self.certificates == "files":
             tls_files.load(self.certificate_file, self.certificate_key_file, self.tls_hosts)
         return self
 
