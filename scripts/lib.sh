@@ -43,7 +43,8 @@ ensure_venv() {  # $1: requirements file
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$VENV"; }
   fi
-  stamp="$VENV/.installed-$(cat "$ROOT"/requirements*.txt "$ROOT"/db_connect/requirements.txt | sha256sum | cut -c1-12)-$(basename "$req")"
+  # every requirements file in the repository, so a pin changed anywhere (even one pulled in by -r) reinstalls
+  stamp="$VENV/.installed-$(find "$ROOT" -name 'requirements*.txt' -not -path "$VENV/*" -not -path "$ROOT/build/*" -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-12)-$(basename "$req")"
   if [ ! -f "$stamp" ]; then
     log "installing Python dependencies into $VENV"
     "$VENV/bin/pip" install -q -r "$req"

@@ -22,6 +22,7 @@ from stack.progress import say, step
 from stack.verify import DeployError, wait_converged
 
 CONVERGE_TIMEOUT_S = 180
+RENEW_WARNING_DAYS = 21
 
 
 def apply(plan: Plan, selected: list[str]) -> list[str]:
@@ -61,10 +62,11 @@ def apply(plan: Plan, selected: list[str]) -> list[str]:
         with step(f"checking certificates for {', '.join(plan.tls.hosts)}"):
             if certs.ensure_local(settings, plan.tls, reader.ref):
                 say("  issued a new certificate from the local CA")
-    if "webserver" in selected and settings.certificates == "files":
+    if "webserver" in selected and plan.own_certificate is not None:
         with step(f"storing the certificate of {settings.certificate_file}"):
-            if certs.ensure_files(settings, plan.tls):
+            if certs.ensure_files(plan.tls, plan.own_certificate, settings.prefix):
                 say(f"  stored as config {plan.tls.crt_config} and secret {plan.tls.key_secret}")
+            say(_validity(plan.own_certificate.not_after))
     write_plan(plan)
     changed = []
     # Postgres first (the others need the roles its init job makes), then the rest roll out side by side.
@@ -77,7 +79,16 @@ def apply(plan: Plan, selected: list[str]) -> list[str]:
                 wait_converged(cp.stack_name, since, CONVERGE_TIMEOUT_S)
             _record(settings.prefix, cp, record)
             changed.append(cp.name)
+    if "webserver" in selected:  # nginx runs on plan.tls now
+        for name in certs.remove_stale(plan.tls, settings.prefix):
+            say(f"  removed {name}, a certificate or key nginx no longer uses")
     return changed
+
+
+def _validity(not_after: dt.datetime) -> str:
+    days = (not_after - dt.datetime.now(dt.UTC)).days
+    line = f"  valid until {not_after:%Y-%m-%d} ({days} days)"
+    return line if days >= RENEW_WARNING_DAYS else f"!{line[1:]}: renew the files and run `up` again before then"
 
 
 def ensure_network(name: str, prefix: str) -> None:

@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from python_on_whales import docker
 
 from stack import names, secrets, swarm, tls_files
-from stack.config import Settings
+from stack.config import Settings, invalid
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
@@ -37,9 +37,21 @@ class TlsNames:
     ca_key_secret: str
 
 
-def tls_names(settings: Settings) -> TlsNames:
+def own_files(settings: Settings) -> tls_files.CertificateFiles | None:
+    """In `files` mode the user's certificate and key, read and checked once per plan; None in other modes."""
+    if settings.certificates != "files":
+        return None
+    assert settings.certificate_file is not None and settings.certificate_key_file is not None  # see Settings
+    try:
+        return tls_files.load(settings.certificate_file, settings.certificate_key_file, settings.tls_hosts)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+
+
+def tls_names(settings: Settings, own: tls_files.CertificateFiles | None) -> TlsNames:
+    """Names after the host names (local) or the very chain that will be stored (files)."""
     hosts = settings.tls_hosts
-    named = _own_files(settings).chain if settings.certificates == "files" else "\n".join(hosts).encode()
+    named = own.chain if own is not None else "\n".join(hosts).encode()
     digest = hashlib.sha256(named).hexdigest()[:10]
     prefix = settings.prefix
     return TlsNames(
@@ -59,11 +71,10 @@ def ensure_local(settings: Settings, tls: TlsNames, reader_image: str) -> bool:
     """Make sure the CA and a certificate for `tls.hosts` exist; return True if one was issued."""
     prefix = settings.prefix
     issued = False
-    if not (swarm.config_exists(tls.crt_config) and secrets.exists(tls.key_secret)):
+    if not _pair_stored(tls):
         ca_key, ca_cert = _load_or_create_ca(tls, prefix, reader_image)
         key, cert = issue(tls.hosts, ca_key, ca_cert)
-        secrets.create(tls.key_secret, _key_pem(key), prefix)
-        _create_config(tls.crt_config, cert.public_bytes(serialization.Encoding.PEM), prefix)
+        _store_pair(tls, cert.public_bytes(serialization.Encoding.PEM), _key_pem(key), prefix)
         issued = True
     path = ca_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,21 +82,45 @@ def ensure_local(settings: Settings, tls: TlsNames, reader_image: str) -> bool:
     return issued
 
 
-def ensure_files(settings: Settings, tls: TlsNames) -> bool:
+def ensure_files(tls: TlsNames, own: tls_files.CertificateFiles, prefix: str) -> bool:
     """Store the user's certificate and key for nginx unless stored already; return True if they were new."""
-    if swarm.config_exists(tls.crt_config) and secrets.exists(tls.key_secret):
+    if _pair_stored(tls):
         return False
-    own = _own_files(settings)
-    secrets.remove(secrets.listed({"name": tls.key_secret}))  # half of a pair is no pair: start over
-    if swarm.config_exists(tls.crt_config):
-        docker.config.remove(tls.crt_config)
-    secrets.create(tls.key_secret, own.key, settings.prefix)
-    _create_config(tls.crt_config, own.chain, settings.prefix)
+    _store_pair(tls, own.chain, own.key, prefix)
     return True
 
 
-def _own_files(settings: Settings) -> tls_files.CertificateFiles:
-    return tls_files.load(settings.certificate_file, settings.certificate_key_file, settings.tls_hosts)
+def remove_stale(tls: TlsNames, prefix: str) -> list[str]:
+    """Drop the certificates and keys nginx has moved off (renewed files, new host names); return their names.
+
+    Call it once nginx runs on `tls`: Swarm refuses to remove what a service still mounts, so this can
+    never take a certificate from under a running nginx, but it would fail the command.
+    """
+    label = {"label": f"{names.PREFIX_LABEL}={prefix}"}
+    found = docker.config.list(filters=label)
+    configs = [c for c in found if _stale(c.spec.name, f"{prefix}_tls_crt_", tls.crt_config)]
+    keys = [s for s in secrets.listed(label) if _stale(s.spec.name, f"{prefix}_tls_key_", tls.key_secret)]
+    if configs:
+        docker.config.remove(configs)
+    secrets.remove(keys)
+    return [c.spec.name for c in configs] + [s.spec.name for s in keys]
+
+
+def _stale(name: str, family: str, current: str) -> bool:
+    return name.startswith(family) and name != current
+
+
+def _pair_stored(tls: TlsNames) -> bool:
+    return swarm.config_exists(tls.crt_config) and secrets.exists(tls.key_secret)
+
+
+def _store_pair(tls: TlsNames, chain: bytes, key: bytes, prefix: str) -> None:
+    """The chain as a Docker config, its key as a secret; half a pair, left by an interrupted run, is replaced."""
+    secrets.remove(secrets.listed({"name": tls.key_secret}))
+    if swarm.config_exists(tls.crt_config):
+        docker.config.remove(tls.crt_config)
+    secrets.create(tls.key_secret, key, prefix)
+    _create_config(tls.crt_config, chain, prefix)
 
 
 def issue(

@@ -21,7 +21,6 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from stack import tls_files
 from stack.components import COMPONENTS
 
 CONFIG_ENV = "SAWMILL_CONFIG"
@@ -184,8 +183,9 @@ class Settings(BaseSettings):
             raise ValueError("certificates: no public CA issues for 'localhost'; use 'local' or a real domain")
         if self.certificates == "acme":
             raise ValueError("certificates: 'acme' is not implemented yet; use 'local', or 'files' with your own")
-        if self.certificates == "files":
-            tls_files.load(self.certificate_file, self.certificate_key_file, self.tls_hosts)
+        if self.certificates == "files" and (self.certificate_file is None or self.certificate_key_file is None):
+            missing = "certificate_file" if self.certificate_file is None else "certificate_key_file"
+            raise ValueError(f"{missing}: certificates = 'files' needs certificate_file and certificate_key_file (PEM)")
         return self
 
     @property
@@ -213,16 +213,24 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        problems = [
+            (".".join(str(part) for part in error["loc"]), error["msg"].removeprefix("Value error, "))
+            for error in exc.errors()
+        ]
+        raise ConfigError(_describe(problems)) from None
     except SettingsError as exc:  # e.g. a JSON value in the environment that does not parse
         raise ConfigError(f"invalid configuration: {exc}") from None
 
 
-def _describe(exc: ValidationError) -> str:
+def invalid(problem: str) -> ConfigError:
+    """A check made after loading (e.g. of files the settings name), as "key: message", reported like the rest."""
+    return ConfigError(_describe([("", problem)]))
+
+
+def _describe(problems: list[tuple[str, str]]) -> str:
+    """Each (key, message) with its environment variable; a message "key: …" names its own key."""
     lines = ["invalid configuration:"]
-    for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
+    for key, message in problems:
         if not key and ":" in message:
             key, message = (part.strip() for part in message.split(":", 1))
         key = key or "config"

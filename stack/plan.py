@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jinja2
 
-from stack import certs, images, names
+from stack import certs, images, names, tls_files
 from stack.components import COMPONENTS, Component
 from stack.config import Settings
 
@@ -36,6 +36,7 @@ class Plan:
     settings: Settings
     network: str
     tls: certs.TlsNames
+    own_certificate: tls_files.CertificateFiles | None  # files mode: what `up` stores (never rendered)
     components: tuple[ComponentPlan, ...]
     routes: tuple[Component, ...]  # components nginx serves on their subdomain
     unavailable: tuple[images.ImageRef, ...]  # images this mode cannot provide; their services are left out
@@ -48,12 +49,15 @@ class Plan:
 
 
 def make_plan(settings: Settings) -> Plan:
-    tls = certs.tls_names(settings)
-    refs = {img.name: images.ref(img, settings) for name in settings.components for img in COMPONENTS[name].images}
+    """The whole plan; in `files` mode this reads and checks the certificate files (ConfigError if wrong)."""
+    own = certs.own_files(settings)
+    tls = certs.tls_names(settings, own)
+    refs = _image_refs(settings)
     return Plan(
         settings=settings,
         network=names.network(settings.prefix),
         tls=tls,
+        own_certificate=own,
         components=tuple(_plan_component(COMPONENTS[name], settings, tls, refs) for name in settings.components),
         routes=tuple(_routes(settings, refs)),
         unavailable=tuple(ref for ref in refs.values() if ref.ref is None),
@@ -64,6 +68,15 @@ def htpasswd_secret(component: Component) -> str:
     """The derived secret nginx reads for a component's basic auth (`admin:<crypt hash>`)."""
     assert component.basic_auth is not None
     return f"{component.basic_auth}_htpasswd"
+
+
+def served(settings: Settings) -> list[Component]:
+    """The components nginx routes to, without rendering anything (for `status`, which must not need more)."""
+    return _routes(settings, _image_refs(settings))
+
+
+def _image_refs(settings: Settings) -> dict[str, images.ImageRef]:
+    return {img.name: images.ref(img, settings) for name in settings.components for img in COMPONENTS[name].images}
 
 
 def _routes(settings: Settings, refs: dict[str, images.ImageRef]) -> list[Component]:

@@ -20,7 +20,7 @@ class Row:
 def rows(settings: Settings) -> list[Row]:
     result = []
     # served: routed to an upstream this mode can run, or nginx itself (the landing page)
-    served = {c.name for c in plan.make_plan(settings).routes} | {"webserver"}
+    served = {c.name for c in plan.served(settings)} | {"webserver"}
     for component in settings.components:
         host = settings.subdomains.get(component)
         url = "(internal)" if host is None else settings.url(host) if component in served else "(not served here)"

@@ -1,5 +1,5 @@
 """Bring your own certificate (`certificates = "files"`): nginx serves exactly that certificate, the key lives only
-in a Docker secret, and a new file rolls nginx over to it.
+in a Docker secret, and a new file rolls nginx over to it and retires the old pair.
 
 This module deploys a platform of its own (Postgres, db_connect and nginx, prefix `<e2e prefix>f`, ports 18081 and
 18444), so the shared end-to-end platform keeps its local CA.
@@ -7,6 +7,7 @@ This module deploys a platform of its own (Postgres, db_connect and nginx, prefi
 
 from __future__ import annotations
 
+import base64
 import socket
 import ssl
 from collections.abc import Iterator
@@ -19,17 +20,17 @@ from python_on_whales import docker
 
 from stack import http, secrets
 from tests.e2e.conftest import PREFIX, Platform, deployed
-from tests.unit.test_tls_files import write_pair
+from tests.unit.test_tls_files import leaf_pair
 
 pytestmark = [pytest.mark.e2e, pytest.mark.own_platform]
 
 HTTPS_PORT = 18444
-HOSTS = ["localhost", "api.localhost"]
+HOSTS = ("localhost", "api.localhost")
 
 
 @pytest.fixture(scope="module")
 def own_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return write_pair(tmp_path_factory.mktemp("own-certificate"), HOSTS)
+    return leaf_pair(tmp_path_factory.mktemp("own-certificate"), HOSTS)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,14 @@ def der(crt: Path) -> bytes:
     return x509.load_pem_x509_certificate(crt.read_bytes()).public_bytes(serialization.Encoding.DER)
 
 
+def stored_pairs(prefix: str) -> tuple[list[str], list[str]]:
+    """Names of the certificate configs and key secrets the platform holds."""
+    label = {"label": f"sawmill.prefix={prefix}"}
+    configs = [c.spec.name for c in docker.config.list(filters=label) if "_tls_crt_" in c.spec.name]
+    keys = [s.spec.name for s in secrets.listed(label) if "_tls_key_" in s.spec.name]
+    return configs, keys
+
+
 def test_nginx_serves_the_certificate_from_the_file(platform: Platform, own_certificate: tuple[Path, Path]) -> None:
     crt, _ = own_certificate
     assert presented("api.localhost") == der(crt)
@@ -69,23 +78,32 @@ def test_nginx_serves_the_certificate_from_the_file(platform: Platform, own_cert
     # Trusting that file alone is enough to reach the API through nginx.
     assert http.get("api.localhost", HTTPS_PORT, "/health", cafile=str(crt)).status == 200
     assert "local CA certificate" not in platform.up_output
+    assert "valid until" in platform.up_output
 
 
 def test_the_key_is_only_a_docker_secret(platform: Platform, own_certificate: tuple[Path, Path]) -> None:
-    _, key = own_certificate
-    body = key.read_bytes().split(b"-----")[2].strip()  # the base64 of the key, without the PEM armour
-    stored = [s.spec.name for s in secrets.listed({"label": f"sawmill.prefix={platform.prefix}"})]
-    assert any("_tls_key_" in name for name in stored)
+    crt, key = own_certificate
+    # The second line of the key's base64: the first is the same header for every P-256 key.
+    secret_line = key.read_bytes().splitlines()[2]
+    configs, keys = stored_pairs(platform.prefix)
+    assert len(configs) == len(keys) == 1
+    assert base64.b64decode(docker.config.inspect(configs[0]).spec.data) == crt.read_bytes()
     for path in platform.build_dir.rglob("*"):
-        assert not path.is_file() or body[:40] not in path.read_bytes(), f"key material in {path}"
+        assert not path.is_file() or secret_line not in path.read_bytes(), f"key material in {path}"
     services = docker.service.list(filters=[("label", f"com.docker.stack.namespace={platform.prefix}_webserver")])
     assert services
-    for service in services:
-        assert body[:40].decode() not in str(service.spec)
+    for service in services:  # environment, labels, mounts: nothing in a spec carries the key
+        assert secret_line.decode() not in service.spec.model_dump_json()
 
 
-def test_a_new_certificate_file_rolls_nginx_over_to_it(platform: Platform, tmp_path: Path) -> None:
-    crt, key = write_pair(tmp_path, HOSTS)
+def test_a_new_certificate_file_rolls_nginx_over_to_it_and_retires_the_old_pair(
+    platform: Platform, tmp_path: Path
+) -> None:
+    old_configs, old_keys = stored_pairs(platform.prefix)
+    crt, key = leaf_pair(tmp_path, HOSTS)
     up = platform.deploy("up", SAWMILL_CERTIFICATE_FILE=str(crt), SAWMILL_CERTIFICATE_KEY_FILE=str(key))
     assert "stored as config" in up.stdout + up.stderr
     assert presented("api.localhost") == der(crt)
+    configs, keys = stored_pairs(platform.prefix)
+    assert len(configs) == len(keys) == 1 and configs != old_configs and keys != old_keys
+    assert f"removed {old_keys[0]}" in up.stdout + up.stderr
