@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_S = 2  # well inside the image's 3 s HEALTHCHECK timeout
 FIRST_LOAD_WAIT_S = 5  # how long a request waits for the very first schema load after start-up
+MAX_DOCUMENTS = 32  # OpenAPI documents kept, one per schema-cache version and set of readable relations
 READABLE = sql.SQL(
     "SELECT coalesce(array_agg(oid), '{}') FROM unnest(%s::oid[]) AS oid WHERE has_table_privilege(oid, 'SELECT')"
 )
@@ -43,7 +44,8 @@ READABLE = sql.SQL(
 DESCRIPTION = """
 REST access to the Sawmill warehouse's exposed schemas (by default `consumption`), PostgREST style.
 
-* `GET /` lists the tables and views your role can read.
+* `GET /` lists the tables and views your role can read; `GET /openapi.json` (this document) describes
+  those, as PostgREST does: both need credentials.
 * `GET /{schema}/{table}?select=a,b&a=gte.5&or=(b.is.null,b.like.*x*)&order=a.desc&limit=100` reads rows
   as JSON, or CSV with `Accept: text/csv`; `Prefer: count=exact|planned|estimated` fills `Content-Range`;
   `cursor=` pages by key (follow the `Next-Cursor` header).
@@ -98,7 +100,16 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                 await refreshing
             await pool.close()
 
-    app = FastAPI(title="Sawmill db_connect", description=DESCRIPTION, version="0.2.0", lifespan=lifespan)
+    # The document is served below, for the caller's role; a docs page could not send the key to fetch it.
+    app = FastAPI(
+        title="Sawmill db_connect",
+        description=DESCRIPTION,
+        version="0.2.0",
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
     install_error_handlers(app)
 
     async def principal(request: Request) -> Principal:
@@ -131,12 +142,15 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         dependencies=[Depends(bearer_scheme), Depends(header_scheme)],
     )
     async def list_relations(request: Request) -> list[dict[str, Any]]:
-        caller = await principal(request)
+        return [listing(r) for r in await readable(await principal(request))]
+
+    async def readable(caller: Principal) -> list[Relation]:
+        """The exposed relations the caller's role may SELECT from."""
         relations = catalog.relations()
         statement = Statement(READABLE, [[r.oid for r in relations]])
-        ((readable,),) = await run(pool, caller, [statement], read_only=True)
-        allowed = set(readable)
-        return [listing(r) for r in relations if r.oid in allowed]
+        ((oids,),) = await run(pool, caller, [statement], read_only=True)
+        allowed = set(oids)
+        return [r for r in relations if r.oid in allowed]
 
     app.include_router(api)
 
@@ -166,17 +180,21 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     for method, handler in handlers.items():
         app.add_route("/{schema}/{table}", data_route(handler), methods=[method], include_in_schema=False)
 
-    generated: dict[str, Any] = {}
+    documents: dict[tuple[int, tuple[int, ...]], dict[str, Any]] = {}
 
-    def openapi() -> dict[str, Any]:
-        """FastAPI's document for the fixed routes, plus one path per relation; rebuilt when the cache changes."""
-        if generated.get("version") != catalog.version:
-            app.openapi_schema = None
-            base = FastAPI.openapi(app)
-            generated.update(version=catalog.version, doc=document(base, catalog.relations()))
-        return generated["doc"]
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        """FastAPI's document for the fixed routes plus one path per relation the caller can read.
 
-    app.openapi = openapi  # type: ignore[method-assign]
+        Kept per schema-cache version and set of relations, as a few roles share a few sets.
+        """
+        relations = await readable(await principal(request))
+        key = (catalog.version, tuple(r.oid for r in relations))
+        if key not in documents:
+            if len(documents) >= MAX_DOCUMENTS:
+                documents.clear()
+            documents[key] = document(FastAPI.openapi(app), relations)
+        return JSONResponse(documents[key])
 
     return direct_data_path(app, catalog, handlers, principal, parsed)
 

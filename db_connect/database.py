@@ -51,6 +51,7 @@ def make_pool(settings: Settings) -> AsyncConnectionPool:
             **conninfo,
             "application_name": "db_connect",
             "autocommit": True,
+            "client_encoding": "UTF8",  # what pipeline.py's transformer assumes
             "prepare_threshold": None,
             "options": f"{conninfo['options']} -c statement_timeout={settings.statement_timeout_ms}",
         },

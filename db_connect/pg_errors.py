@@ -25,6 +25,7 @@ STATUS_BY_SQLSTATE = {
     "57014": 504,  # query_canceled: statement timeout
 }
 STATUS_BY_CLASS = {
+    "21": 400,  # cardinality violation: e.g. an upsert body that names one key twice
     "22": 400,  # data exception: a value that does not fit its column
     "23": 400,  # other integrity violations (not null, check)
     "42": 400,  # syntax or access rule: e.g. an operator that does not apply to the column's type

@@ -14,7 +14,9 @@ use, as it does for a quoted literal. Results are loaded by psycopg, so rows hav
 """
 
 import asyncio
+import contextlib
 import functools
+import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -29,6 +31,7 @@ from psycopg.adapt import PyFormat, Transformer
 from db_connect.statements import Statement
 
 MAX_PREPARED = 256  # per connection; the least recently used is closed beyond that
+CANCEL_TIMEOUT_S = 2.0
 PLACEHOLDER = re.compile(rb"%%|%s|%")
 ABORTED = pq.ExecStatus.PIPELINE_ABORTED
 SYNC = pq.ExecStatus.PIPELINE_SYNC
@@ -38,12 +41,15 @@ Key = tuple[str, str]  # (role, text)
 
 
 class Prepared:
-    """What one connection has prepared: (role, text) → name, least recently used first."""
+    """What one connection has prepared: (role, text) → name, least recently used first.
+
+    Nothing here refers to the connection (its adapters, not itself, configure the transformer; the pool
+    makes every connection UTF-8): the connection is this object's weak key, and a closed one must go.
+    """
 
     def __init__(self, conn: psycopg.AsyncConnection) -> None:
         self.names: OrderedDict[Key, bytes] = OrderedDict()
-        self.count = 0
-        self.transformer = Transformer.from_context(conn)
+        self.transformer = Transformer.from_context(conn.adapters)
 
     def lookup(self, key: Key) -> bytes | None:
         name = self.names.get(key)
@@ -51,9 +57,11 @@ class Prepared:
             self.names.move_to_end(key)
         return name
 
-    def new_name(self) -> bytes:
-        self.count += 1
-        return b"dbc_%d" % self.count
+
+def statement_name(key: Key) -> bytes:
+    """Named after role and text: one name is one statement on every connection, so behind a pooler that
+    mixes up sessions a statement can be missing (an error), never replaced by another one."""
+    return b"dbc_" + hashlib.blake2b("\0".join(key).encode(), digest_size=12).hexdigest().encode()
 
 
 class StatementsLost(Exception):
@@ -107,6 +115,8 @@ async def run(conn: psycopg.AsyncConnection, role: str, statements: Sequence[Sta
         pg.exit_pipeline_mode()
     except BaseException:
         if not conn.broken:  # a broken one is the caller's to notice (and to retry elsewhere)
+            with contextlib.suppress(Exception):  # stop what was sent, not only our end of it
+                await conn.cancel_safe(timeout=CANCEL_TIMEOUT_S)
             await conn.close()
         raise
     rows: list[tuple] = []
@@ -120,6 +130,7 @@ async def run(conn: psycopg.AsyncConnection, role: str, statements: Sequence[Sta
         elif what is ROWS:
             prepared.transformer.set_pgresult(result)
             rows.append(prepared.transformer.load_row(0, tuple) if result.ntuples else ())
+            prepared.transformer.set_pgresult(None)  # an idle connection keeps no result alive
     if failure is not None:
         error = errors.error_from_result(failure, encoding=conn.info.encoding)
         if isinstance(error, errors.InvalidSqlStatementName):
@@ -149,7 +160,7 @@ def plan(prepared: Prepared, role: str, statements: Sequence[Statement]) -> list
         name = prepared.lookup(key) or fresh.get(key)
         parse = None
         if name is None:
-            name = fresh[key] = prepared.new_name()
+            name = fresh[key] = statement_name(key)
             parse = Parse(key, name)
         params = dump(statement.params, [PyFormat.TEXT] * len(statement.params))
         commands.append(Command(name, parse, numbered(key[1]) if parse else b"", params))
@@ -178,8 +189,10 @@ def send(pg: pq.abc.PGconn, prepared: Prepared, commands: Sequence[Command]) -> 
 
 
 async def flush(pg: pq.abc.PGconn) -> None:
+    """Send what is queued; take in what arrives meanwhile, so a server blocked writing to us can go on."""
     while pg.flush():
-        await ready(pg.socket, writing=True)
+        if await ready(pg.socket, writing=True, reading=True):
+            pg.consume_input()
 
 
 async def collect(pg: pq.abc.PGconn) -> list[pq.abc.PGresult]:
@@ -187,7 +200,7 @@ async def collect(pg: pq.abc.PGconn) -> list[pq.abc.PGresult]:
     results = []
     while True:
         while pg.is_busy():
-            await ready(pg.socket, writing=False)
+            await ready(pg.socket, reading=True)
             pg.consume_input()
         result = pg.get_result()
         if result is None:  # the end of one command's results
@@ -197,16 +210,23 @@ async def collect(pg: pq.abc.PGconn) -> list[pq.abc.PGresult]:
         results.append(result)
 
 
-async def ready(fd: int, writing: bool) -> None:
+async def ready(fd: int, *, reading: bool = False, writing: bool = False) -> bool:
+    """Wait until fd can be read or written (as asked); True if it can be read."""
     loop = asyncio.get_running_loop()
-    done = loop.create_future()
+    done: asyncio.Future[bool] = loop.create_future()
 
-    def wake() -> None:
+    def wake(readable: bool) -> None:
         if not done.done():
-            done.set_result(None)
+            done.set_result(readable)
 
-    (loop.add_writer if writing else loop.add_reader)(fd, wake)
+    if reading:
+        loop.add_reader(fd, wake, True)
+    if writing:
+        loop.add_writer(fd, wake, False)
     try:
-        await done
+        return await done
     finally:
-        (loop.remove_writer if writing else loop.remove_reader)(fd)
+        if reading:
+            loop.remove_reader(fd)
+        if writing:
+            loop.remove_writer(fd)

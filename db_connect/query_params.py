@@ -18,6 +18,7 @@ COMPARISONS = ("eq", "neq", "gt", "gte", "lt", "lte")
 OPERATORS = (*COMPARISONS, "like", "ilike", "in", "is")
 IS_VALUES = ("null", "true", "false", "unknown")
 RESERVED = frozenset({"select", "order", "limit", "offset", "cursor", "on_conflict", "or", "and", "not.or", "not.and"})
+READ_PARAMETERS = frozenset({"order", "limit", "offset", "cursor"})
 MAX_DEPTH = 8
 MAX_CONDITIONS = 200
 MAX_OFFSET = 2**63 - 1  # Postgres's OFFSET is a bigint
@@ -27,7 +28,7 @@ MAX_OFFSET = 2**63 - 1  # Postgres's OFFSET is a bigint
 class Condition:
     column: str
     operator: str
-    value: str | tuple[str, ...]
+    value: str  # for `in`, the list as a Postgres array literal: one value, whatever the list's length
     negated: bool = False
 
 
@@ -117,6 +118,12 @@ def parse_list(text: str, parameter: str) -> tuple[str, ...]:
     return tuple(unquote(part.strip()) for part in split_top_level(inner, parameter))
 
 
+def array_literal(values: tuple[str, ...]) -> str:
+    """`{"a","b\\"c"}`: every element quoted, so each stays one string whatever it holds (never SQL NULL)."""
+    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(quoted) + "}"
+
+
 def parse_condition(column: str, text: str, parameter: str, *, in_group: bool = False) -> Condition:
     """`[not.]op.value` for one column."""
     negated = text.startswith("not.")
@@ -130,7 +137,7 @@ def parse_condition(column: str, text: str, parameter: str, *, in_group: bool = 
             hint=f"Operators: {', '.join(OPERATORS)}; negate with not., e.g. not.eq.5",
         )
     if operator == "in":
-        return Condition(column, operator, parse_list(value, parameter), negated)
+        return Condition(column, operator, array_literal(parse_list(value, parameter)), negated)
     if operator == "is":
         if value.lower() not in IS_VALUES:
             raise invalid(parameter, f"'is' takes one of {', '.join(IS_VALUES)}")
@@ -212,11 +219,18 @@ def decode_cursor(token: str) -> tuple[str, ...]:
         return ()
     try:
         values = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         raise invalid("cursor", "not a cursor returned by this API") from None
     if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
         raise invalid("cursor", "not a cursor returned by this API", hint="Start again with cursor= (empty)")
     return tuple(values)
+
+
+def refuse_read_parameters(params: list[tuple[str, str]], method: str) -> None:
+    """A write changes every row its filters match: paging or ordering it would be silently ignored."""
+    for key, _ in params:
+        if key in READ_PARAMETERS or (key == "on_conflict" and method != "POST"):
+            raise invalid(key, f"does not apply to {method}", hint="Narrow the filters to the rows to change")
 
 
 def parse_query(params: list[tuple[str, str]], default_limit: int, max_limit: int) -> Query:

@@ -54,12 +54,9 @@ def condition_sql(relation: Relation, cond: Condition, params: Params) -> sql.Co
     elif cond.operator in ("like", "ilike"):
         params.append(cond.value)
         clause = sql.SQL("{}::text " + cond.operator.upper() + " %s").format(target)
-    elif cond.operator == "in":
-        if not cond.value:
-            clause = sql.SQL("false")
-        else:
-            params.extend(cond.value)
-            clause = sql.SQL("{} IN ({})").format(target, sql.SQL(", ").join(sql.Placeholder() for _ in cond.value))
+    elif cond.operator == "in":  # one array of any length: one statement text, however long the list
+        params.append(cond.value)
+        clause = sql.SQL("{} = ANY(%s)").format(target)
     else:  # is: the value was checked by the parser against a fixed list
         clause = sql.SQL("{} IS " + str(cond.value).upper()).format(target)
     return sql.SQL("NOT ({})").format(clause) if cond.negated else clause

@@ -43,8 +43,7 @@ def shape_of(query: Query) -> tuple[Query, list[object]]:
     def condition(cond: Condition) -> Condition:
         if cond.operator == "is":
             return cond  # null/true/false/unknown is SQL text, not a bound value
-        value = tuple(slot(v) for v in cond.value) if isinstance(cond.value, tuple) else slot(cond.value)
-        return Condition(cond.column, cond.operator, value, cond.negated)  # type: ignore[arg-type]
+        return Condition(cond.column, cond.operator, slot(cond.value), cond.negated)  # type: ignore[arg-type]
 
     def group(where: Group) -> Group:
         items = tuple(group(i) if isinstance(i, Group) else condition(i) for i in where.items)

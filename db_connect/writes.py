@@ -8,6 +8,7 @@ table first, then INSERT ... SELECT ... ON CONFLICT. PATCH and DELETE refuse to 
 
 import csv
 import json
+import re
 from collections.abc import AsyncIterator
 
 from psycopg import sql
@@ -33,28 +34,52 @@ from db_connect.statements import (
 
 JSON_TYPE = "application/json"
 MAX_HEADER_BYTES = 1024 * 1024
+# A line holding only `\.` ends COPY's data: whatever follows would be dropped without a word.
+END_OF_COPY = re.compile(rb"\n\\\.\r?\n")
+LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # the start of a UTF-16 surrogate, escaped
 
 
-def too_large(limit: int) -> ApiError:
-    return ApiError(413, "body_too_large", f"The request body is larger than {limit} bytes", hint="Send it in parts")
+def too_large(limit: int, hint: str = "Send it in parts") -> ApiError:
+    return ApiError(413, "body_too_large", f"The request body is larger than {limit} bytes", hint=hint)
 
 
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", JSON_TYPE).split(";")[0].strip().lower()
 
 
-async def limited_body(request: Request, limit: int) -> AsyncIterator[bytes]:
+async def limited_body(request: Request, limit: int, hint: str = "Send it in parts") -> AsyncIterator[bytes]:
     """The body as it arrives, refused with 413 as soon as it exceeds the limit (or says it will)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
+        raise too_large(limit, hint)
     received = 0
     async for chunk in request.stream():
         received += len(chunk)
         if received > limit:
-            raise too_large(limit)
+            raise too_large(limit, hint)
         if chunk:
             yield chunk
+
+
+async def copy_data(rest: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The CSV rows after the header, passed on as they come, refused if a line would end COPY early."""
+    carry = b"\n"  # the rows start on a line of their own
+    async for chunk in _chained(rest, chunks):
+        window = carry + chunk
+        if b"\\." in window and END_OF_COPY.search(window):
+            raise invalid_body(
+                "A line holding only \\. would end the data there, and the rows after it would be lost",
+                hint='Quote it ("\\.") if it is a value',
+            )
+        carry = window[-4:]  # enough to find a marker split between two chunks
+        yield chunk
+
+
+async def _chained(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk
 
 
 def value_text(value: object) -> str | None:
@@ -73,11 +98,17 @@ def invalid_body(message: str, hint: str | None = None) -> ApiError:
 
 
 async def json_body(request: Request, limit: int) -> object:
-    data = b"".join([chunk async for chunk in limited_body(request, limit)])
+    hint = "Send fewer rows per request, or CSV (streamed, up to MAX_BODY_BYTES)"
+    data = b"".join([chunk async for chunk in limited_body(request, limit, hint)])
     try:
-        return json.loads(data)
+        parsed = json.loads(data)
+        if b"\\u" in data and LONE_SURROGATE.search(data):  # rare: only then look at every string
+            json.dumps(parsed, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # before ValueError, its base class
+        raise invalid_body("The body holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text") from None
     except (ValueError, RecursionError):
         raise invalid_body("The body is not valid JSON") from None
+    return parsed
 
 
 def json_rows(data: object) -> tuple[list[str], list[list[str | None]]]:
@@ -108,6 +139,10 @@ async def csv_header(chunks: AsyncIterator[bytes]) -> tuple[list[str], bytes]:
         names = next(csv.reader([line.decode().rstrip("\r")]), [])
     except UnicodeDecodeError:
         raise invalid_body("The CSV header is not UTF-8") from None
+    except csv.Error:  # a carriage return inside the line, a name over the csv module's field limit
+        raise invalid_body(
+            "The CSV header line cannot be read as column names", hint="Lines end with \\n or \\r\\n, e.g. id,name"
+        ) from None
     if not names or not all(names):
         raise invalid_body("The first CSV line must name the columns", hint="e.g. id,name")
     return names, rest
@@ -128,7 +163,7 @@ async def insert(call: DataRequest) -> Response:
         names, rest = await csv_header(chunks)
         rows: list[list[str | None]] = []
     else:
-        names, rows = json_rows(await json_body(request, limit))
+        names, rows = json_rows(await json_body(request, call.settings.max_json_body_bytes))
     if len(set(names)) != len(names):
         raise invalid_body("A column is named twice")
     checked_columns(relation, names, "body")
@@ -141,8 +176,7 @@ async def insert(call: DataRequest) -> Response:
         cursor = conn.cursor()
         async with cursor.copy(copy_statement(target, names, as_csv)) as copy:
             if as_csv:
-                await copy.write(rest)
-                async for chunk in chunks:
+                async for chunk in copy_data(rest, chunks):
                     await copy.write(chunk)
             else:
                 for row in rows:
@@ -168,7 +202,7 @@ def written_response(status: int, body: str | None, written: int) -> Response:
 async def update(call: DataRequest) -> Response:
     if media_type(call.request) != JSON_TYPE:
         raise ApiError(415, "unsupported_media_type", "Send the new values as a JSON object")
-    data = await json_body(call.request, call.settings.max_body_bytes)
+    data = await json_body(call.request, call.settings.max_json_body_bytes)
     if not isinstance(data, dict):
         raise invalid_body("Send a JSON object of the columns to set", hint='e.g. {"status": "done"}')
     values = {k: value_text(v) for k, v in data.items()}

@@ -42,6 +42,7 @@ class Component:
     basic_auth: str | None = None  # generated secret whose value nginx asks for (user "admin") on the subdomain
     pinned: bool = False  # stateful: runs on the node labelled to hold its volumes
     request_roles: tuple[str, ...] = ()  # roles its clients' requests run as (the init job makes them); they read too
+    json_api: bool = False  # nginx streams bodies to it, leaves their size to it, and answers its own errors in JSON
 
 
 POSTGRES = Component(
@@ -67,6 +68,7 @@ DB_CONNECT = Component(
     health_path="/health",
     database=True,
     warehouse="reader",
+    json_api=True,
     request_roles=("api_reader", "api_writer"),
 )
 

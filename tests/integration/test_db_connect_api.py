@@ -256,11 +256,11 @@ def test_authentication_is_checked_before_parameters_or_names(anonymous: TestCli
     assert anonymous.get("/raw/meter_events").status_code == 401
 
 
-def test_docs_and_openapi_are_open_and_declare_both_key_schemes(anonymous: TestClient) -> None:
-    docs = anonymous.get("/docs")
-    assert docs.status_code == 200
-    assert "swagger-ui" in docs.text
-    spec = anonymous.get("/openapi.json").json()
+def test_the_openapi_document_needs_a_key_and_declares_both_key_schemes(anonymous: TestClient) -> None:
+    refused = anonymous.get("/openapi.json")
+    assert refused.status_code == 401 and "meter_readings" not in refused.text, "names are for callers with a key"
+    assert anonymous.get("/docs").status_code == 404, "no page that could not send the key to fetch it"
+    spec = anonymous.get("/openapi.json", headers={"X-API-Key": API_KEY}).json()
     assert spec["info"]["title"] == "Sawmill db_connect"
     schemes = spec["components"]["securitySchemes"]
     assert schemes["BearerKey"]["type"] == "http"
@@ -269,6 +269,14 @@ def test_docs_and_openapi_are_open_and_declare_both_key_schemes(anonymous: TestC
     assert schemes["ApiKeyHeader"]["name"] == "X-API-Key"
     assert spec["paths"]["/consumption/meter_readings"]["get"]["security"] == [{"BearerKey": []}, {"ApiKeyHeader": []}]
     assert "security" not in spec["paths"]["/health"]["get"]
+
+
+def test_the_openapi_document_describes_what_the_callers_role_can_read(client: TestClient) -> None:
+    """As PostgREST's follow-privileges: a relation the role cannot read is not in its document."""
+    paths = client.get("/openapi.json").json()["paths"]
+    listed = {f"/{r['schema']}/{r['name']}" for r in client.get("/").json()}
+    assert {p for p in paths if p.startswith("/consumption/")} == listed
+    assert "/consumption/internal_notes" not in paths, "db_connect has no SELECT on it"
 
 
 # --- listing ------------------------------------------------------------------------------------------

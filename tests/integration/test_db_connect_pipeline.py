@@ -1,6 +1,8 @@
 """A request's statements run as one pipeline of prepared statements: one transaction, prepared once, bounded."""
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
@@ -33,19 +35,24 @@ def warehouse(db_connect_warehouse: DbConnectWarehouse) -> Iterator[DbConnectWar
     db_connect_warehouse.execute("DROP TABLE consumption.pipeline_notes")
 
 
+async def connect(warehouse: DbConnectWarehouse) -> psycopg.AsyncConnection:
+    """A connection of db_connect's login role, in autocommit as the pool's are."""
+    server = warehouse.server
+    return await psycopg.AsyncConnection.connect(
+        host=server.host,
+        port=server.port,
+        dbname=warehouse.dbname,
+        user="db_connect",
+        password=DB_CONNECT_PASSWORD,
+        autocommit=True,
+    )
+
+
 def with_connection(warehouse: DbConnectWarehouse, work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
-    """work(conn) on a connection of db_connect's login role, in autocommit as the pool's are."""
+    """work(conn) on a connection of db_connect's login role."""
 
     async def main() -> T:
-        server = warehouse.server
-        async with await psycopg.AsyncConnection.connect(
-            host=server.host,
-            port=server.port,
-            dbname=warehouse.dbname,
-            user="db_connect",
-            password=DB_CONNECT_PASSWORD,
-            autocommit=True,
-        ) as conn:
+        async with await connect(warehouse) as conn:
             return await work(conn)
 
     return asyncio.run(main())
@@ -74,6 +81,25 @@ def test_a_text_is_prepared_once_per_connection_and_role(warehouse: DbConnectWar
     count_text = "SELECT count(*) FROM consumption.pipeline_notes WHERE id > $1"
     assert texts.count(count_text) == 2  # one for each role, not one per run
     assert texts.count("SELECT set_config('role', $1, true), set_config('transaction_read_only', 'on', true)") == 2
+
+
+def test_a_statement_has_the_same_name_on_every_connection_and_another_per_role(
+    warehouse: DbConnectWarehouse,
+) -> None:
+    """So a pooler that hands a request another session can make a statement missing, never a different one."""
+
+    async def names(role: str) -> list[str]:
+        async with await connect(warehouse) as conn:
+            await run_as(conn, role, COUNT)
+            cursor = await conn.execute("SELECT name FROM pg_prepared_statements WHERE statement LIKE '%%count(*)%%'")
+            return [name for (name,) in await cursor.fetchall()]
+
+    async def main() -> tuple[list[str], list[str], list[str]]:
+        return await names("api_reader"), await names("api_reader"), await names("api_writer")
+
+    first, again, writer = asyncio.run(main())
+    assert len(first) == 1 and first == again
+    assert writer != first
 
 
 def test_the_statements_run_in_one_transaction_under_the_role_and_nothing_outlives_it(
@@ -107,7 +133,9 @@ def test_an_error_rolls_back_the_whole_pipeline_and_the_connection_stays_usable(
         assert await run_as(conn, "api_reader", COUNT) == [(0,)]
         # The failing text was prepared (its Parse succeeded) and is reused, not prepared twice.
         good = Statement("SELECT %s::integer", ["7"])
-        return await run_as(conn, "api_writer", good, read_only=False)
+        rows = await run_as(conn, "api_writer", good, read_only=False)
+        assert (await prepared_texts(conn)).count("SELECT $1::integer") == 1
+        return rows
 
     assert with_connection(warehouse, work) == [(7,)]
     assert warehouse.execute("SELECT count(*) FROM consumption.pipeline_notes")[0][0] == 0
@@ -155,16 +183,34 @@ def test_percent_signs_are_literal_and_values_take_the_type_of_their_use(warehou
     assert with_connection(warehouse, work) == [("50%", 42, [1, 2])]
 
 
-def test_a_cancelled_run_closes_its_connection_so_the_pool_cannot_reuse_it(warehouse: DbConnectWarehouse) -> None:
-    async def work(conn: psycopg.AsyncConnection) -> bool:
-        task = asyncio.create_task(run_as(conn, "api_reader", Statement("SELECT pg_sleep(%s)", ["5"])))
+def test_a_cancelled_run_stops_its_query_and_closes_its_connection(warehouse: DbConnectWarehouse) -> None:
+    """Closed, so the pool cannot reuse it; cancelled on the server, so the query does not run on unseen."""
+    sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep($1)' AND state = 'active'"
+
+    async def work(conn: psycopg.AsyncConnection) -> tuple[bool, int, int]:
+        task = asyncio.create_task(run_as(conn, "api_reader", Statement("SELECT pg_sleep(%s)", ["30"])))
         await asyncio.sleep(0.3)
+        before = warehouse.execute(sleeping)[0][0]
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return conn.closed
+        await asyncio.sleep(0.3)
+        return conn.closed, before, warehouse.execute(sleeping)[0][0]
 
-    assert with_connection(warehouse, work)
+    closed, before, after = with_connection(warehouse, work)
+    assert closed and (before, after) == (1, 0)
+
+
+def test_a_closed_connection_is_not_kept_alive_by_what_it_prepared(warehouse: DbConnectWarehouse) -> None:
+    async def work() -> weakref.ref[psycopg.AsyncConnection]:
+        conn = await connect(warehouse)
+        await run_as(conn, "api_reader", COUNT)
+        await conn.close()
+        return weakref.ref(conn)
+
+    gone = asyncio.run(work())
+    gc.collect()
+    assert gone() is None
 
 
 def test_a_value_the_driver_refuses_sends_nothing_and_keeps_the_connection(warehouse: DbConnectWarehouse) -> None:

@@ -1,5 +1,6 @@
 """Reading rows: selection, filters, logic groups, ordering, paging, counts, CSV and streaming."""
 
+import base64
 import csv
 import io
 from collections.abc import Iterator
@@ -100,6 +101,21 @@ def test_select_returns_only_the_named_columns_in_that_order(client: TestClient)
 )
 def test_filters_match_what_they_say(client: TestClient, query: str, predicate: Any) -> None:
     assert ids(client, query) == expected(predicate)
+
+
+def test_an_in_list_of_any_length_is_one_bound_array(client: TestClient) -> None:
+    # as long as a URL the client takes allows; a list was one parameter per value (and a 500 past 65,535)
+    listed = ",".join(str(i) for i in range(10_000))
+    assert ids(client, f"id=in.({listed})") == list(range(1, 31))
+    # quotes, backslashes, braces and commas inside a value are the value, not array syntax
+    tricky = client.get('/consumption/trips?note=in.("late, very late","a\\"b","{c}","d\\\\")&select=id')
+    assert tricky.status_code == 200 and [r["id"] for r in tricky.json()] == [10, 20, 30]
+
+
+def test_a_cursor_nested_too_deep_to_decode_is_a_400(client: TestClient) -> None:
+    token = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode().rstrip("=")
+    response = client.get(f"/consumption/trips?order=id&cursor={token}")
+    assert response.status_code == 400 and response.json()["detail"][0]["parameter"] == "cursor"
 
 
 def test_order_on_several_columns_with_nulls_first_or_last(client: TestClient) -> None:

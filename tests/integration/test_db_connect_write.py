@@ -30,6 +30,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON consumption.stations, consumption.statio
 GRANT SELECT ON consumption.stations TO api_reader;
 """
 BODY_LIMIT = 64 * 1024
+JSON_LIMIT = 16 * 1024  # JSON is parsed whole in memory; CSV streams
 
 
 def token(role: str) -> str:
@@ -47,7 +48,7 @@ def warehouse(db_connect_warehouse: DbConnectWarehouse) -> Iterator[DbConnectWar
 
 @pytest.fixture(scope="module")
 def app_client(warehouse: DbConnectWarehouse) -> Iterator[TestClient]:
-    settings = Settings(**warehouse.environment(), max_body_bytes=BODY_LIMIT)
+    settings = Settings(**warehouse.environment(), max_body_bytes=BODY_LIMIT, max_json_body_bytes=JSON_LIMIT)
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {token('api_writer')}"}) as client:
         yield client
 
@@ -157,6 +158,10 @@ def test_inserting_through_an_updatable_view_works(client: TestClient, warehouse
         ('{"id": 1, "name": null}', "application/json", 400),
         ('{"id": 1, "name": "a", "capacity": -1}', "application/json", 400),
         ('{"id": 1, "name": "a\\u0000"}', "application/json", 400),
+        ("id\rname\r1\ra\r", "text/csv", 400),  # old Mac line ends: the header cannot be read
+        ("id,name\n1,a\n\\.\n2,b\n", "text/csv", 400),  # COPY would stop at \. and drop row 2
+        ("id,name\r\n1,a\r\n\\.\r\n2,b\r\n", "text/csv", 400),
+        ("id,name\n1,a\n\\.", "text/csv", 400),
         ("{not json", "application/json", 400),
         ("id,nope\n1,2\n", "text/csv", 400),
         ("id,name\n1,a,extra\n", "text/csv", 400),
@@ -190,6 +195,51 @@ def test_a_body_over_the_limit_is_413_whether_declared_or_streamed(
     response = client.post("/consumption/stations", content=chunks(), headers={"Content-Type": "text/csv"})
     assert response.status_code == 413
     assert stations(warehouse) == []
+
+
+@pytest.mark.parametrize("body", ['{"id": 1, "name": "\\ud800"}', '{"\\udc00": 1}', '[{"id": 1, "name": "a\\udfffb"}]'])
+def test_a_lone_surrogate_is_refused_as_what_it_is(client: TestClient, body: str) -> None:
+    response = client.post("/consumption/stations", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and "surrogate" in response.json()["message"]
+
+
+def test_a_json_body_has_a_lower_limit_than_the_streamed_csv_of_the_same_rows(
+    client: TestClient, warehouse: DbConnectWarehouse
+) -> None:
+    rows = [{"id": i, "name": f"name {i}"} for i in range(1000)]
+    as_json = client.post("/consumption/stations", json=rows)
+    assert as_json.status_code == 413 and "CSV" in as_json.json()["hint"]
+    as_csv = "id,name\n" + "".join(f"{r['id']},{r['name']}\n" for r in rows)
+    assert client.post("/consumption/stations", content=as_csv, headers={"Content-Type": "text/csv"}).status_code == 201
+    assert len(stations(warehouse)) == 1000
+
+
+def test_a_quoted_end_of_data_marker_is_a_value(client: TestClient, warehouse: DbConnectWarehouse) -> None:
+    quoted = client.post("/consumption/stations", content='id,name\n1,"\\."\n', headers={"Content-Type": "text/csv"})
+    assert quoted.status_code == 201 and stations(warehouse) == [(1, "\\.", None)]
+
+
+def test_an_upsert_naming_one_key_twice_is_400_and_writes_nothing(
+    client: TestClient, warehouse: DbConnectWarehouse
+) -> None:
+    twice = [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]
+    response = client.post("/consumption/stations?on_conflict=id", json=twice)
+    assert response.status_code == 400 and response.json()["code"] == "21000"
+    assert stations(warehouse) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "query"),
+    [("PATCH", "limit=1"), ("DELETE", "order=id"), ("DELETE", "offset=2"), ("PATCH", "on_conflict=id")],
+)
+def test_paging_and_ordering_a_write_are_refused_not_ignored(
+    client: TestClient, warehouse: DbConnectWarehouse, method: str, query: str
+) -> None:
+    seed(client)
+    response = client.request(method, f"/consumption/stations?capacity=gte.1&{query}", json={"name": "x"})
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"][0]["parameter"] == query.split("=")[0]
+    assert [row[1] for row in stations(warehouse)] == [f"s{i}" for i in range(1, 7)]
 
 
 def seed(client: TestClient) -> None:

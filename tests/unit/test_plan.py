@@ -96,6 +96,18 @@ def test_redirect_keeps_a_non_default_https_port(isolated_env: Path, monkeypatch
     assert "return 301 https://$host:18443$request_uri;" in conf
 
 
+def test_the_api_host_streams_bodies_and_nginx_refuses_in_the_apis_json(rendered: plan.Plan) -> None:
+    conf = rendered.component("webserver").files["nginx.conf"]
+    named = [block for block in conf.split("    server {") if "listen 443" in block and "server_name" in block]
+    blocks = {block.split("server_name ", 1)[1].split(";")[0]: block for block in named}
+    api = blocks["api.localhost"]
+    assert "client_max_body_size 0;" in api and "proxy_request_buffering off;" in api
+    assert "error_page 414 /_error/uri_too_long;" in api
+    assert """return 414 '{"code":"uri_too_long",""" in api
+    airflow = blocks["schedule.localhost"]
+    assert "proxy_request_buffering" not in airflow and "_error" not in airflow, "other UIs keep nginx's defaults"
+
+
 def test_landing_page_links_every_service(rendered: plan.Plan) -> None:
     page = rendered.component("webserver").files["index.html"]
     assert 'href="https://api.localhost/"' in page
