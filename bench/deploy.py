@@ -41,12 +41,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="no-op runs to take the median of")
     args = parser.parse_args()
     build_dir = Path(tempfile.mkdtemp(prefix="sawmill-bench-"))
+    no_config = build_dir.with_suffix(".toml")  # empty: a sawmill.toml in the cwd must not count
+    no_config.write_text("")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAWMILL_")} | {
         "SAWMILL_PREFIX": PREFIX,
         "SAWMILL_HTTP_PORT": "28080",
         "SAWMILL_HTTPS_PORT": "28443",
         "SAWMILL_BUILD_DIR": str(build_dir),
-        "SAWMILL_CONFIG": str(build_dir / "absent.toml"),
+        "SAWMILL_CONFIG": str(no_config),
     }
     os.environ.update(env)
     the_plan = plan.make_plan(load_settings())

@@ -66,25 +66,50 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     components = f"components (default: all enabled): {', '.join(COMPONENTS)}"
 
-    up = sub.add_parser("up", help="deploy (idempotent); prints the URLs")
+    up = sub.add_parser(
+        "up",
+        help="deploy (idempotent); prints the URLs",
+        description="Build or pull the images, create what is missing (network, secrets, certificates) and roll out"
+        " every component whose rendered stack changed; unchanged ones are left alone. Named components must be"
+        " enabled in `components`, and what they need (e.g. postgres) must already run.",
+    )
     up.add_argument("components", nargs="*", metavar="COMPONENT", help=components)
     up.set_defaults(handler=_up)
 
-    down = sub.add_parser("down", help="remove components; data volumes are kept unless --volumes")
+    down = sub.add_parser(
+        "down",
+        help="remove components; data volumes are kept unless --volumes",
+        description="Remove the named components' stacks, or with no name every enabled component's. By default"
+        " data volumes, secrets and the local CA are kept, so `up` brings the same platform back.",
+    )
     down.add_argument("components", nargs="*", metavar="COMPONENT", help=components)
     down.add_argument("--volumes", action="store_true", help="also delete data volumes (irreversible)")
-    down.add_argument("--purge", action="store_true", help="also delete secrets, the local CA and the network")
+    down.add_argument(
+        "--purge",
+        action="store_true",
+        help="remove everything: data volumes too (as --volumes), secrets, the local CA and the network",
+    )
     down.set_defaults(handler=_down)
 
     st = sub.add_parser("status", help="table of services, replicas, health and URLs")
     st.add_argument("--json", action="store_true", help="machine-readable, with the CA certificate path")
     st.set_defaults(handler=_status)
 
-    pl = sub.add_parser("plan", help="render into build/ and diff against what runs; changes nothing")
+    pl = sub.add_parser(
+        "plan",
+        help="render into build/ and diff against what runs; changes nothing",
+        description="Render every stack and config file into build_dir, then show per component whether `up` would"
+        " change it (with a diff of stack.yml), which images it would build or pull and which secrets it would make."
+        " Nothing on the swarm changes.",
+    )
     pl.set_defaults(handler=_plan)
 
-    logs = sub.add_parser("logs", help="logs of a component's services")
-    logs.add_argument("component", choices=list(COMPONENTS))
+    logs = sub.add_parser(
+        "logs",
+        help="logs of a component's services",
+        description="The last lines of each of a component's services (deploy it with `up` first).",
+    )
+    logs.add_argument("component", choices=list(COMPONENTS), metavar="COMPONENT", help=", ".join(COMPONENTS))
     logs.add_argument("--tail", type=int, default=50, help="lines per service (default 50)")
     logs.set_defaults(handler=_logs)
 
@@ -156,11 +181,15 @@ def _this_command() -> str:
 
 
 def _down(settings: Settings, args: argparse.Namespace) -> int:
-    selected = _selected(settings, args.components)
+    if args.purge and args.components:  # before anything is removed
+        raise ConfigError("--purge removes the whole platform; run it without naming components")
+    unknown = [c for c in args.components if c not in COMPONENTS]
+    if unknown:
+        raise ConfigError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(COMPONENTS)}")
+    # a component taken out of `components` can still be taken down by name
+    selected = [c for c in COMPONENTS if c in args.components] or settings.components
     teardown.down(settings, selected, volumes=args.volumes or args.purge)
     if args.purge:
-        if args.components:
-            raise ConfigError("--purge removes the whole platform; run it without naming components")
         teardown.purge(settings)
     return 0
 

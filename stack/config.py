@@ -6,8 +6,11 @@ The defaults are the local platform (`localhost`, local CA, locally built images
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import sys
+import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -30,6 +33,11 @@ _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _DOMAIN_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,19}$")
+# Docker's reference grammar, loosely: [registry[:port]/]path[:tag][@digest], lowercase path
+_IMAGE_REF_RE = re.compile(
+    r"^[a-z0-9]([a-z0-9._:/-]*[a-z0-9])?(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
+_IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -42,7 +50,7 @@ class DbConnectSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     replicas: int = Field(default=2, ge=1, le=20)
-    exposed_schemas: list[str] = ["consumption", "quality"]
+    exposed_schemas: list[Annotated[str, Field(pattern=_IDENTIFIER)]] = ["consumption", "quality"]
     api_key_role: str = Field(default="api_reader", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     anonymous_role: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     max_page_size: int = Field(default=1000, ge=1, le=1_000_000)
@@ -82,7 +90,21 @@ class KafkaSettings(BaseModel):
         default_factory=lambda: [KafkaSink(topic="host_metrics", table="raw.host_metrics", replicas=2)]
     )
     metrics_demo: bool = True
-    metrics_interval: float = Field(default=2.0, gt=0)
+    metrics_interval: float = Field(default=2.0, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> KafkaSettings:
+        for name, topic in self.topics.items():
+            if topic.replication_factor is not None and topic.replication_factor > self.brokers:
+                raise ValueError(
+                    f"topics.{name}.replication_factor: {topic.replication_factor} copies need as many brokers;"
+                    f" there are {self.brokers} (kafka.brokers)"
+                )
+        services = [sink.service_name for sink in self.sinks]
+        clashing = sorted({name for name in services if services.count(name) > 1})
+        if clashing:
+            raise ValueError(f"sinks: two sinks would both be service sink-{clashing[0]}; give them other tables")
+        return self
 
     def topics_spec(self) -> dict[str, dict[str, object]]:
         """What the topics job reads (`python -m parse_sources topics`, env KAFKA_TOPICS)."""
@@ -169,14 +191,27 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(COMPONENTS)}")
         return [name for name in COMPONENTS if name in value]
 
+    @field_validator("image_overrides")
+    @classmethod
+    def _image_overrides(cls, value: dict[str, str]) -> dict[str, str]:
+        known = sorted({image.name for c in COMPONENTS.values() for image in c.images})
+        for name, ref in value.items():
+            if name not in known:
+                raise ValueError(f"{name!r} is not an image of the platform; known: {', '.join(known)}")
+            if not _IMAGE_REF_RE.match(ref):
+                raise ValueError(f"{name}: {ref!r} is not an image reference, e.g. 'registry.local/sawmill/{name}:1.2'")
+        return value
+
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
+        if not self.components:
+            raise ValueError(f"components: name at least one; known: {', '.join(COMPONENTS)}")
         for name in self.components:
             missing = [dep for dep in COMPONENTS[name].requires if dep not in self.components]
             if missing:
                 raise ValueError(f"components: {name} needs {', '.join(missing)}; add it to components")
         if self.http_port == self.https_port:
-            raise ValueError("http_port and https_port must differ")
+            raise ValueError(f"https_port: must differ from http_port (both are {self.https_port})")
         if self.certificates == "acme" and not self.email:
             raise ValueError("email: certificates = 'acme' needs an email address for the ACME account")
         if self.certificates == "acme" and self.domain == "localhost":
@@ -210,6 +245,11 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Load and validate; raise ConfigError naming each bad key (with its env variable) and the fix."""
+    config_file = os.environ.get(CONFIG_ENV)
+    if config_file is not None and not Path(config_file).is_file():
+        problem = f"{config_file} is not a file; unset {CONFIG_ENV} or point it at one"
+        raise ConfigError(_describe([("config", problem)]))
+    _warn_about_misspelt_variables()
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -218,8 +258,28 @@ def load_settings(**overrides: object) -> Settings:
             for error in exc.errors()
         ]
         raise ConfigError(_describe(problems)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        path = config_file or DEFAULT_CONFIG_FILE
+        raise ConfigError(_describe([("config", f"{path} is not valid TOML: {exc}")])) from None
     except SettingsError as exc:  # e.g. a JSON value in the environment that does not parse
-        raise ConfigError(f"invalid configuration: {exc}") from None
+        raise ConfigError(
+            f"invalid configuration: {exc}\n"
+            "a SAWMILL_* variable for a table or list takes JSON,"
+            ' e.g. SAWMILL_IMAGE_OVERRIDES=\'{"db_connect": "..."}\''
+        ) from None
+
+
+def _warn_about_misspelt_variables() -> None:
+    """SAWMILL_DOMIAN is not a setting: say so, as a misspelt key in the file is an error (other SAWMILL_*
+    variables belong to scripts and containers, so only near misses of a setting are reported)."""
+    settings = [f"SAWMILL_{name.upper()}" for name in Settings.model_fields]
+    for variable in os.environ:
+        top = variable.split("__", 1)[0]
+        if not top.startswith("SAWMILL_") or top in settings:
+            continue
+        near = difflib.get_close_matches(top, settings, n=1, cutoff=0.85)
+        if near:
+            print(f"warning: {variable} is not a setting and is ignored; did you mean {near[0]}?", file=sys.stderr)
 
 
 def invalid(problem: str) -> ConfigError:

@@ -14,7 +14,7 @@ import jinja2
 
 from stack import certs, images, names, tls_files
 from stack.components import COMPONENTS, Component
-from stack.config import Settings
+from stack.config import Settings, invalid
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class Plan:
 
 def make_plan(settings: Settings) -> Plan:
     """The whole plan; in `files` mode this reads and checks the certificate files (ConfigError if wrong)."""
+    check_build_dir(settings.build_dir)
     own = certs.own_files(settings)
     tls = certs.tls_names(settings, own)
     refs = _image_refs(settings)
@@ -88,6 +89,23 @@ def _routes(settings: Settings, refs: dict[str, images.ImageRef]) -> list[Compon
         if c.upstream and c.subdomain is not None and refs[upstream_image].ref is not None:
             routed.append(c)
     return routed
+
+
+def check_build_dir(build_dir: Path) -> None:
+    """build_dir must hold only what Sawmill writes there: `write_plan` empties each component's folder."""
+    own = {*COMPONENTS, "ca.crt"}
+    if build_dir.exists() and not build_dir.is_dir():
+        raise invalid(f"build_dir: {build_dir} is a file; name a directory of its own, e.g. 'build'")
+    foreign = sorted(p.name for p in build_dir.iterdir() if p.name not in own) if build_dir.is_dir() else []
+    if foreign:
+        raise invalid(
+            f"build_dir: {build_dir.resolve()} holds files Sawmill did not write ({', '.join(foreign[:3])} …),"
+            " and rendering would delete some; name an empty or new directory"
+        )
+    try:
+        build_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise invalid(f"build_dir: cannot create {build_dir}: {exc.strerror}") from None
 
 
 def write_plan(plan: Plan) -> None:

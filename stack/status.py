@@ -52,12 +52,14 @@ def _row(component: str, service, url: str) -> Row:
 
 
 def as_json(settings: Settings) -> dict[str, object]:
+    served = {c.name for c in plan.served(settings)} | {"webserver"}
+    ca = certs.ca_path(settings)
     return {
         "domain": settings.domain,
         "prefix": settings.prefix,
-        "ca_certificate": str(certs.ca_path(settings)) if settings.certificates == "local" else None,
+        "ca_certificate": str(ca) if settings.certificates == "local" and ca.is_file() else None,
         "services": [asdict(r) for r in rows(settings)],
-        "urls": {c: settings.url(h) for c, h in settings.subdomains.items()},
+        "urls": {c: settings.url(h) for c, h in settings.subdomains.items() if c in served},  # as the table says
     }
 
 

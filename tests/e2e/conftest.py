@@ -94,7 +94,9 @@ def prefixed_objects(prefix: str = PREFIX) -> list[str]:
 def deployed(build_dir: Path, prefix: str, **settings: str) -> Iterator[Platform]:
     """A platform deployed with `up` from the embedded defaults plus SAWMILL_* settings; purged afterwards."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAWMILL_")}
-    env |= {"SAWMILL_CONFIG": str(build_dir / "absent.toml"), "SAWMILL_PREFIX": prefix}
+    no_config = build_dir.parent / f"{build_dir.name}.toml"  # empty: a sawmill.toml in the cwd must not count
+    no_config.write_text("")
+    env |= {"SAWMILL_CONFIG": str(no_config), "SAWMILL_PREFIX": prefix}
     env |= {"SAWMILL_BUILD_DIR": str(build_dir)} | {f"SAWMILL_{k.upper()}": v for k, v in settings.items()}
     p = Platform(build_dir=build_dir, env=env)
     assert not prefixed_objects(prefix), f"leftovers of an earlier run with prefix {prefix}: {prefixed_objects(prefix)}"

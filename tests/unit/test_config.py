@@ -54,6 +54,18 @@ def test_components_accept_a_comma_separated_environment_value(
         ("SAWMILL_HTTPS_PORT", "70000", "https_port (env SAWMILL_HTTPS_PORT)"),
         ("SAWMILL_PREFIX", "Has-Caps", "prefix (env SAWMILL_PREFIX)"),
         ("SAWMILL_DB_CONNECT__REPLICAS", "0", "db_connect.replicas (env SAWMILL_DB_CONNECT__REPLICAS)"),
+        ("SAWMILL_COMPONENTS", "", "components (env SAWMILL_COMPONENTS): name at least one"),
+        ("SAWMILL_HTTP_PORT", "443", "https_port (env SAWMILL_HTTPS_PORT): must differ from http_port"),
+        ("SAWMILL_IMAGE_OVERRIDES", '{"postgres": "NOT A REF!!"}', "image_overrides (env SAWMILL_IMAGE_OVERRIDES)"),
+        ("SAWMILL_IMAGE_OVERRIDES", '{"nosuchimage": "x:1"}', "is not an image of the platform"),
+        ("SAWMILL_DB_CONNECT__EXPOSED_SCHEMAS", '["Bad Schema;drop"]', "db_connect.exposed_schemas.0"),
+        ("SAWMILL_KAFKA__METRICS_INTERVAL", "inf", "kafka.metrics_interval"),
+        ("SAWMILL_KAFKA__TOPICS", '{"t": {"replication_factor": 3}}', "topics.t.replication_factor: 3 copies"),
+        (
+            "SAWMILL_KAFKA__SINKS",
+            '[{"topic": "a", "table": "raw.a_b"}, {"topic": "b", "table": "raw_a.b"}]',
+            "sink-raw-a-b",
+        ),
     ],
 )
 def test_bad_values_are_rejected_naming_the_key(
@@ -98,3 +110,27 @@ def test_acme_is_refused_up_front_until_it_is_built(isolated_env: Path, monkeypa
     monkeypatch.setenv("SAWMILL_EMAIL", "ops@example.com")
     with pytest.raises(ConfigError, match="'acme' is not implemented yet"):
         load_settings()
+
+
+def test_a_config_file_that_is_named_must_exist(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAWMILL_CONFIG", str(isolated_env / "nope.toml"))
+    with pytest.raises(ConfigError, match=r"config \(env SAWMILL_CONFIG\): .*nope.toml is not a file"):
+        load_settings()
+
+
+@pytest.mark.parametrize("content", [b'domain = "a\n', b"\xff\xfe"], ids=["a TOML error", "not UTF-8"])
+def test_a_config_file_that_does_not_parse_is_named(isolated_env: Path, content: bytes) -> None:
+    (isolated_env / "sawmill.toml").write_bytes(content)
+    with pytest.raises(ConfigError, match=r"config \(env SAWMILL_CONFIG\): sawmill.toml is not valid TOML"):
+        load_settings()
+
+
+def test_a_misspelt_variable_is_pointed_out(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SAWMILL_DOMIAN", "example.com")
+    monkeypatch.setenv("SAWMILL_VENV", "/opt/venv")  # a script's variable, not a near miss: no warning
+    assert load_settings().domain == "localhost"
+    warnings = capsys.readouterr().err
+    assert "SAWMILL_DOMIAN is not a setting and is ignored; did you mean SAWMILL_DOMAIN?" in warnings
+    assert "SAWMILL_VENV" not in warnings

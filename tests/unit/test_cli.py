@@ -1,0 +1,64 @@
+"""The command line refuses what it cannot do before it touches anything, and says what to do instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stack import cli, plan, teardown
+from stack.config import ConfigError, load_settings
+
+
+def touching_nothing(*_: object, **__: object) -> None:
+    raise AssertionError("nothing may be removed")
+
+
+def test_down_of_named_components_with_purge_is_refused_before_anything_is_removed(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(teardown, "down", touching_nothing)
+    monkeypatch.setattr(teardown, "purge", touching_nothing)
+    assert cli.main(["down", "postgres", "--purge"]) == 2
+    assert "--purge removes the whole platform" in capsys.readouterr().err
+
+
+def test_a_component_taken_out_of_the_config_can_still_be_taken_down(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    removed: list[list[str]] = []
+    monkeypatch.setattr(teardown, "down", lambda _settings, selected, volumes: removed.append(selected))
+    monkeypatch.setenv("SAWMILL_COMPONENTS", "postgres,db_connect")
+    assert cli.main(["down", "kafka"]) == 0
+    assert removed == [["kafka"]]
+
+
+def test_the_purge_help_says_it_deletes_the_data(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["down", "--help"])
+    assert "data volumes too" in capsys.readouterr().out
+
+
+def test_a_build_dir_holding_other_files_is_refused_before_rendering_deletes_any(isolated_env: Path) -> None:
+    (isolated_env / "db_connect").mkdir()
+    (isolated_env / "db_connect" / "app.py").write_text("precious")
+    (isolated_env / "README.md").write_text("precious")
+    with pytest.raises(ConfigError, match=r"build_dir \(env SAWMILL_BUILD_DIR\): .* holds files Sawmill did not write"):
+        plan.make_plan(load_settings(build_dir=isolated_env))
+    assert (isolated_env / "db_connect" / "app.py").read_text() == "precious"
+
+
+def test_a_build_dir_that_is_a_file_or_cannot_be_made_is_named(isolated_env: Path) -> None:
+    (isolated_env / "a-file").write_text("")
+    with pytest.raises(ConfigError, match=r"build_dir .*is a file"):
+        plan.make_plan(load_settings(build_dir=isolated_env / "a-file"))
+    with pytest.raises(ConfigError, match=r"build_dir .*cannot create"):
+        plan.make_plan(load_settings(build_dir=isolated_env / "a-file" / "below"))
+
+
+def test_a_build_dir_sawmill_wrote_is_rendered_again(isolated_env: Path) -> None:
+    first = plan.make_plan(load_settings())
+    plan.write_plan(first)
+    (isolated_env / "build" / "ca.crt").write_text("a CA")
+    plan.write_plan(plan.make_plan(load_settings()))
+    assert (isolated_env / "build" / "webserver" / "nginx.conf").is_file()
