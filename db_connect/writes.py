@@ -37,9 +37,10 @@ MAX_HEADER_BYTES = 1024 * 1024
 # A line holding only `\.` ends COPY's data: whatever follows would be dropped without a word.
 END_OF_COPY = re.compile(rb"\n\\\.\r?\n")
 LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # the start of a UTF-16 surrogate, escaped
+SEND_IN_PARTS = "Send it in parts"
 
 
-def too_large(limit: int, hint: str = "Send it in parts") -> ApiError:
+def too_large(limit: int, hint: str = SEND_IN_PARTS) -> ApiError:
     return ApiError(413, "body_too_large", f"The request body is larger than {limit} bytes", hint=hint)
 
 
@@ -47,7 +48,7 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", JSON_TYPE).split(";")[0].strip().lower()
 
 
-async def limited_body(request: Request, limit: int, hint: str = "Send it in parts") -> AsyncIterator[bytes]:
+async def limited_body(request: Request, limit: int, hint: str = SEND_IN_PARTS) -> AsyncIterator[bytes]:
     """The body as it arrives, refused with 413 as soon as it exceeds the limit (or says it will)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:

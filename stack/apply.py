@@ -87,8 +87,10 @@ def apply(plan: Plan, selected: list[str]) -> list[str]:
 
 def _validity(not_after: dt.datetime) -> str:
     days = (not_after - dt.datetime.now(dt.UTC)).days
-    line = f"  valid until {not_after:%Y-%m-%d} ({days} days)"
-    return line if days >= RENEW_WARNING_DAYS else f"!{line[1:]}: renew the files and run `up` again before then"
+    validity = f"valid until {not_after:%Y-%m-%d} ({days} days)"
+    if days >= RENEW_WARNING_DAYS:
+        return f"  {validity}"
+    return f"! {validity}: renew the files and run `up` again before then"
 
 
 def ensure_network(name: str, prefix: str) -> None:

@@ -36,6 +36,7 @@ See sawmill.example.toml for every key.
 """
 
 VERIFY_TIMEOUT_S = 90
+TLS_KEY_SOURCE = {"local": "issued by the local CA", "files": "read from certificate_key_file"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,10 +135,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _selected(settings: Settings, requested: list[str]) -> list[str]:
+def _known(requested: list[str]) -> list[str]:
+    """The named components in deploy order; ConfigError for a name that is none."""
     unknown = [c for c in requested if c not in COMPONENTS]
     if unknown:
         raise ConfigError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(COMPONENTS)}")
+    return [c for c in COMPONENTS if c in requested]
+
+
+def _selected(settings: Settings, requested: list[str]) -> list[str]:
+    _known(requested)
     disabled = [c for c in requested if c not in settings.components]
     if disabled:
         raise ConfigError(f"components: {', '.join(disabled)} not enabled; add to `components` in the config")
@@ -183,11 +190,8 @@ def _this_command() -> str:
 def _down(settings: Settings, args: argparse.Namespace) -> int:
     if args.purge and args.components:  # before anything is removed
         raise ConfigError("--purge removes the whole platform; run it without naming components")
-    unknown = [c for c in args.components if c not in COMPONENTS]
-    if unknown:
-        raise ConfigError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(COMPONENTS)}")
     # a component taken out of `components` can still be taken down by name
-    selected = [c for c in COMPONENTS if c in args.components] or settings.components
+    selected = _known(args.components) or settings.components
     teardown.down(settings, selected, volumes=args.volumes or args.purge)
     if args.purge:
         teardown.purge(settings)
@@ -229,13 +233,7 @@ def _plan(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"  image {ref.ref} will be {'built' if ref.local_build else 'pulled'}")
         for name in cp.secrets:
             if not secrets.exists(name):
-                what = "generated"
-                if name == the_plan.tls.key_secret:
-                    what = (
-                        "issued by the local CA"
-                        if settings.certificates == "local"
-                        else "read from certificate_key_file"
-                    )
+                what = TLS_KEY_SOURCE[settings.certificates] if name == the_plan.tls.key_secret else "generated"
                 print(f"  secret {name} will be {what}")
     print(f"\nrendered into {settings.build_dir.resolve()}/")
     return 0

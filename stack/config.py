@@ -51,8 +51,8 @@ class DbConnectSettings(BaseModel):
 
     replicas: int = Field(default=2, ge=1, le=20)
     exposed_schemas: list[Annotated[str, Field(pattern=_IDENTIFIER)]] = ["consumption", "quality"]
-    api_key_role: str = Field(default="api_reader", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    anonymous_role: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    api_key_role: str = Field(default="api_reader", pattern=_IDENTIFIER)
+    anonymous_role: str | None = Field(default=None, pattern=_IDENTIFIER)
     max_page_size: int = Field(default=1000, ge=1, le=1_000_000)
 
 

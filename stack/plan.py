@@ -99,7 +99,8 @@ def check_build_dir(build_dir: Path) -> None:
     foreign = sorted(p.name for p in build_dir.iterdir() if p.name not in own) if build_dir.is_dir() else []
     if foreign:
         raise invalid(
-            f"build_dir: {build_dir.resolve()} holds files Sawmill did not write ({', '.join(foreign[:3])} …),"
+            f"build_dir: {build_dir.resolve()} holds files Sawmill did not write ({', '.join(foreign[:3])}"
+            f"{', …' if len(foreign) > 3 else ''}),"
             " and rendering would delete some; name an empty or new directory"
         )
     try:

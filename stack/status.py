@@ -52,14 +52,14 @@ def _row(component: str, service, url: str) -> Row:
 
 
 def as_json(settings: Settings) -> dict[str, object]:
-    served = {c.name for c in plan.served(settings)} | {"webserver"}
     ca = certs.ca_path(settings)
+    services = rows(settings)
     return {
         "domain": settings.domain,
         "prefix": settings.prefix,
         "ca_certificate": str(ca) if settings.certificates == "local" and ca.is_file() else None,
-        "services": [asdict(r) for r in rows(settings)],
-        "urls": {c: settings.url(h) for c, h in settings.subdomains.items() if c in served},  # as the table says
+        "services": [asdict(r) for r in services],
+        "urls": {r.component: r.url for r in services if r.url.startswith("https://")},  # as the table says
     }
 
 
