@@ -26,6 +26,7 @@ from python_on_whales import docker  # noqa: E402
 
 from stack import images, plan  # noqa: E402
 from stack.config import load_settings  # noqa: E402
+from stack.swarm import DockerSwarm  # noqa: E402
 
 PREFIX = "sawmillbench"
 
@@ -52,7 +53,7 @@ def main() -> None:
     }
     os.environ.update(env)
     the_plan = plan.make_plan(load_settings())
-    images.ensure([ref for cp in the_plan.components for ref in cp.images])
+    images.ensure(DockerSwarm(), [ref for cp in the_plan.components for ref in cp.images])
     deploy(env, "down", "--purge")
     try:
         cold = deploy(env, "up")

@@ -1,8 +1,10 @@
-"""Apply: make the swarm match a plan, one stack per component, skipping what is unchanged.
+"""Apply: make the swarm match a plan, one stack per component, in the waves `requires` gives.
 
-First network, secrets, images and certificates; then Postgres, then the other components side by side:
-nginx -t, `stack deploy`, wait until converged, record the deployed digest. A component whose digest matches
-its record is not touched.
+First what the stacks mount (network, secrets, images, certificates); then each wave side by side: the
+component's check (e.g. `nginx -t`), `stack deploy`, wait until converged. A component whose digest matches
+its record, and whose services run as rendered, is not touched. Then every route is verified; only then are
+the new versions recorded and what they replaced (certificates, configs) removed. If anything fails, the
+services this run updated are rolled back, and the error says what serves now.
 """
 
 from __future__ import annotations
@@ -10,79 +12,163 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from python_on_whales import DockerException, docker
 
-from stack import certs, images, names, secrets, swarm
-from stack.components import COMPONENTS
+from stack import certs, components, drift, images, names, secrets
+from stack.config import Settings
 from stack.plan import ComponentPlan, Plan, htpasswd_secret, write_plan
 from stack.progress import say, step
-from stack.verify import DeployError, wait_converged
+from stack.swarm import NAMESPACE_LABEL, AlreadyExists, CheckFailed, Mount, Swarm
+from stack.verify import FAILED, DeployError, wait_converged
 
 CONVERGE_TIMEOUT_S = 180
+ROLLBACK_TIMEOUT_S = 120
 RENEW_WARNING_DAYS = 21
+DIGEST_LABEL = "sawmill.digest"
+
+RouteCheck = Callable[[Plan, list[str]], None]
 
 
-def apply(plan: Plan, selected: list[str]) -> list[str]:
+@dataclass(frozen=True)
+class Deployed:
+    """What `up` last deployed for a component: the digest of its plan and its stack file."""
+
+    config_name: str
+    digest: str
+    stack_file: str
+
+
+@dataclass(frozen=True)
+class Started:
+    plan: ComponentPlan
+    since: dt.datetime
+    previous: Deployed | None
+
+
+def deployed(swarm: Swarm, prefix: str, component: str) -> Deployed | None:
+    found = [
+        c
+        for c in swarm.configs({names.COMPONENT_LABEL: component})
+        if c.labels.get(names.PREFIX_LABEL) == prefix and DIGEST_LABEL in c.labels
+    ]
+    if not found:
+        return None
+    latest = max(found, key=lambda c: c.created)
+    return Deployed(latest.name, latest.labels[DIGEST_LABEL], latest.data.decode())
+
+
+def apply(swarm: Swarm, plan: Plan, selected: list[str], check_routes: RouteCheck, poll_s: float = 0.5) -> list[str]:
     """Deploy the selected components; return the names of those that changed."""
     settings = plan.settings
     chosen = [cp for cp in plan.components if cp.name in selected]
+    check_memory(swarm, chosen)
     for missing in plan.unavailable:
         say(
             f"! {missing.name}: no image can be built here in local mode (it needs {missing.missing_from}); "
             'its service is left out. Use images = "registry" where that registry is reachable.'
         )
-    reader = images.reader(settings)
+    _prepare(swarm, plan, selected)
+    images.ensure(swarm, [ref for cp in chosen for ref in cp.images])
+    entrance = plan.entrance if plan.entrance and plan.entrance.name in selected else None
+    if entrance is not None:
+        _ensure_certificate(swarm, plan)
+    write_plan(plan)
+    started: list[Started] = []
+    try:
+        for wave in components.waves(settings.components):
+            now = [s for cp in chosen if cp.name in wave if (s := _start(swarm, plan, cp))]
+            started += now
+            if now:
+                time.sleep(poll_s * 2)  # let Swarm register the updates before they are watched
+            for s in now:
+                with step(f"waiting for {s.plan.name} to converge"):
+                    wait_converged(swarm, s.plan.stack_name, s.since, CONVERGE_TIMEOUT_S, poll_s)
+        check_routes(plan, [s.plan.name for s in started])
+    except DeployError as exc:
+        raise DeployError(f"{exc}\n{_roll_back(swarm, started, poll_s)}") from None
+    for s in started:
+        _record(swarm, settings.prefix, s)
+        _remove_unused_configs(swarm, s.plan)
+    if entrance is not None:
+        for name in certs.remove_stale(swarm, plan.tls, settings.prefix):
+            say(f"  removed {name}, a certificate or key the entrance no longer uses")
+    return [s.plan.name for s in started]
+
+
+def check_memory(swarm: Swarm, chosen: list[ComponentPlan]) -> None:
+    """A service whose memory limit no node has can never start: refuse before anything changes. Limits
+    adding up to more than the nodes have is allowed (they are ceilings), but said."""
+    nodes = swarm.node_memory()
+    if not nodes:
+        return
+    largest = max(nodes)
+    total = 0
+    for cp in chosen:
+        for service, (limit, replicas) in cp.memory_limits().items():
+            total += limit * replicas
+            if limit > largest:
+                raise DeployError(
+                    f"{cp.name}/{service}: its memory limit {limit / 2**30:.1f} GiB is more than any node has"
+                    f" ({largest / 2**30:.1f} GiB); lower it in the component's settings or add a larger node"
+                )
+    if total > sum(nodes):
+        say(
+            f"! memory limits add up to {total / 2**30:.1f} GiB, more than the nodes' {sum(nodes) / 2**30:.1f} GiB:"
+            " fine while services stay below their limits"
+        )
+
+
+def _prepare(swarm: Swarm, plan: Plan, selected: list[str]) -> None:
+    settings = plan.settings
+    labels = names.labels(settings.prefix)
+    known = components.known()
     with step("preparing network, secrets and node labels"):
-        ensure_network(plan.network, settings.prefix)
-        generated = [
-            s for c in settings.components for s in (names.secret(settings.prefix, x) for x in COMPONENTS[c].secrets)
-        ]
-        created = secrets.ensure_generated(generated, settings.prefix)
+        if not swarm.network_exists(plan.network):
+            swarm.create_network(plan.network, labels)
+        generated = [names.secret(settings.prefix, s) for c in settings.components for s in known[c].generated_secrets]
+        created = secrets.ensure_generated(swarm, generated, labels)
         for name in created:
             say(f"  generated secret {name}")
         for c in plan.routes:
-            if c.basic_auth:
-                images.ensure([reader])
-                secrets.ensure_htpasswd(
-                    names.secret(settings.prefix, htpasswd_secret(c)),
-                    names.secret(settings.prefix, c.basic_auth),
-                    settings.prefix,
-                    created,
-                    reader.ref,
-                )
+            if c.route and c.route.basic_auth:
+                derived = names.secret(settings.prefix, htpasswd_secret(c))
+                if not swarm.secret_exists(derived):
+                    source = names.secret(settings.prefix, c.route.basic_auth)
+                    password = created.get(source) or _read(swarm, settings, source)
+                    swarm.create_secret(derived, secrets.htpasswd(password), labels)
+        present = {label for node in swarm.node_labels() for label in node}
         for name in selected:
-            if COMPONENTS[name].pinned:
-                _ensure_node_label(names.node_label(settings.prefix, name))
-    images.ensure([ref for cp in chosen for ref in cp.images])
-    if "webserver" in selected and settings.certificates == "local":
-        images.ensure([reader])
+            label = names.node_label(settings.prefix, name)
+            if known[name].pinned and label not in present:
+                swarm.label_this_node(label)  # the first time; later runs keep wherever its volume lives
+
+
+def _read(swarm: Swarm, settings: Settings, secret: str) -> bytes:
+    reader = images.reader(settings)
+    images.ensure(swarm, [reader])
+    assert reader.ref is not None
+    return swarm.read_secret(secret, reader.ref, names.labels(settings.prefix))
+
+
+def _ensure_certificate(swarm: Swarm, plan: Plan) -> None:
+    settings = plan.settings
+    if settings.certificates == "local":
+        reader = images.reader(settings)
+        images.ensure(swarm, [reader])
+        assert reader.ref is not None
         with step(f"checking certificates for {', '.join(plan.tls.hosts)}"):
-            if certs.ensure_local(settings, plan.tls, reader.ref):
+            if certs.ensure_local(swarm, settings, plan.tls, reader.ref):
                 say("  issued a new certificate from the local CA")
-    if "webserver" in selected and plan.own_certificate is not None:
+    elif plan.own_certificate is not None:
         with step(f"storing the certificate of {settings.certificate_file}"):
-            if certs.ensure_files(plan.tls, plan.own_certificate, settings.prefix):
+            if certs.ensure_files(swarm, plan.tls, plan.own_certificate, settings.prefix):
                 say(f"  stored as config {plan.tls.crt_config} and secret {plan.tls.key_secret}")
             say(_validity(plan.own_certificate.not_after))
-    write_plan(plan)
-    changed = []
-    # Postgres first (the others need the roles its init job makes), then the rest roll out side by side.
-    for wave in ([cp for cp in chosen if cp.name == "postgres"], [cp for cp in chosen if cp.name != "postgres"]):
-        started = [(cp, *begun) for cp in wave if (begun := _start(plan, cp))]
-        if started:
-            time.sleep(1)  # let Swarm register the updates before they are watched
-        for cp, since, record in started:
-            with step(f"waiting for {cp.name} to converge"):
-                wait_converged(cp.stack_name, since, CONVERGE_TIMEOUT_S)
-            _record(settings.prefix, cp, record)
-            changed.append(cp.name)
-    if "webserver" in selected:  # nginx runs on plan.tls now
-        for name in certs.remove_stale(plan.tls, settings.prefix):
-            say(f"  removed {name}, a certificate or key nginx no longer uses")
-    return changed
 
 
 def _validity(not_after: dt.datetime) -> str:
@@ -93,77 +179,86 @@ def _validity(not_after: dt.datetime) -> str:
     return f"! {validity}: renew the files and run `up` again before then"
 
 
-def ensure_network(name: str, prefix: str) -> None:
-    if not docker.network.exists(name):
-        docker.network.create(name, driver="overlay", attachable=True, labels={names.PREFIX_LABEL: prefix})
-
-
-def _ensure_node_label(label: str) -> None:
-    """Pin a stateful component to this node the first time; later runs keep wherever its volume lives."""
-    if not swarm.node_labelled(label):
-        docker.node.update(docker.info().swarm.node_id, labels_add={label: "true"})
-
-
-def _start(plan: Plan, cp: ComponentPlan) -> tuple[dt.datetime, swarm.Deployed | None] | None:
-    """Hand a changed component's stack to Swarm; None if it is unchanged since its last successful deploy."""
-    record = swarm.deployed(plan.settings.prefix, cp.name)
-    if record and record.digest == cp.digest and swarm.services(cp.stack_name):
-        say(f"✓ {cp.name}: unchanged")
-        return None
-    if cp.name == "webserver":
-        with step("checking nginx configuration with nginx -t"):
-            check_nginx(cp.images[0].ref, plan.directory(cp.name) / "nginx.conf")
+def _start(swarm: Swarm, plan: Plan, cp: ComponentPlan) -> Started | None:
+    """Hand a changed component's stack to Swarm; None if it runs as rendered and is recorded as deployed."""
+    record = deployed(swarm, plan.settings.prefix, cp.name)
+    live = swarm.services(cp.stack_name)
+    if record and record.digest == cp.digest and live:
+        changed_by_hand = drift.differences(cp, live)
+        if not changed_by_hand:
+            say(f"✓ {cp.name}: unchanged")
+            return None
+        say(f"  {cp.name} was changed by hand, putting it back: {'; '.join(changed_by_hand)}")
+    if cp.component.check is not None:
+        with step(f"checking {cp.name}'s rendered files: {' '.join(cp.component.check.command[:2])}"):
+            run_check(swarm, plan, cp)
     with step(f"deploying {cp.name} (stack {cp.stack_name})"):
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-        docker.stack.deploy(cp.stack_name, [plan.directory(cp.name) / "stack.yml"], prune=True, resolve_image="never")
-    return since, record
+        swarm.deploy_stack(cp.stack_name, plan.directory(cp.name) / "stack.yml")
+    return Started(cp, since, record)
 
 
-def check_nginx(image: str, conf: Path) -> None:
-    """Run `nginx -t` on the rendered config in a throwaway container, with a throwaway certificate."""
-    key, cert = certs.new_ca("nginx -t")
-    with tempfile.TemporaryDirectory(prefix="sawmill-nginx-") as tmp:
-        (Path(tmp) / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        (Path(tmp) / "tls.key").write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
+def run_check(swarm: Swarm, plan: Plan, cp: ComponentPlan) -> None:
+    """Run the component's check on its rendered files in a throwaway container (with a throwaway
+    certificate if it needs one), so a file it would refuse never reaches a running service."""
+    check = cp.component.check
+    assert check is not None and cp.images[0].ref is not None
+    mounts = [Mount(plan.directory(cp.name) / name, target) for name, target in check.files.items()]
+    with tempfile.TemporaryDirectory(prefix="sawmill-check-") as tmp:
+        if check.tls is not None:
+            key, cert = certs.new_ca("check")
+            (Path(tmp) / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            (Path(tmp) / "tls.key").write_bytes(certs.key_pem(key))
+            mounts += [Mount(Path(tmp) / "tls.crt", check.tls[0]), Mount(Path(tmp) / "tls.key", check.tls[1])]
         try:
-            docker.run(
-                image,
-                ["nginx", "-t", "-q", "-c", "/etc/nginx/nginx.conf"],
-                volumes=[
-                    (conf.resolve(), "/etc/nginx/nginx.conf", "ro"),
-                    (Path(tmp) / "tls.crt", "/etc/nginx/tls/tls.crt", "ro"),
-                    (Path(tmp) / "tls.key", "/run/secrets/tls.key", "ro"),
-                ],
-                networks=["none"],
-                remove=True,
-            )
-        except DockerException as exc:
-            raise DeployError(f"nginx rejected the rendered {conf}:\n{exc.stderr or exc.stdout}") from None
+            swarm.run_check(cp.images[0].ref, list(check.command), mounts)
+        except CheckFailed as exc:
+            raise DeployError(f"{cp.name}: {' '.join(check.command)} refused the rendered files:\n{exc}") from None
 
 
-def _record(prefix: str, cp: ComponentPlan, previous: swarm.Deployed | None) -> None:
+def _roll_back(swarm: Swarm, started: list[Started], poll_s: float) -> str:
+    """Roll back every service this run updated (Swarm already did it for a failed update); say what serves."""
+    lines = []
+    for s in started:
+        if s.previous is None:
+            lines.append(f"  {s.plan.name}: new in this run, left as deployed (it has no earlier version)")
+            continue
+        rolled = []
+        for service in swarm.services(s.plan.stack_name):
+            state = service.update_since(s.since)
+            if state is not None and state not in FAILED:
+                swarm.rollback(service.name)
+                rolled.append(service.name)
+        deadline = time.monotonic() + ROLLBACK_TIMEOUT_S
+        while rolled and time.monotonic() < deadline:
+            states = {x.name: x.update_state for x in swarm.services(s.plan.stack_name)}
+            if all(states.get(name) in FAILED | {"rollback_completed"} for name in rolled):
+                break
+            time.sleep(poll_s)
+        lines.append(f"  {s.plan.name}: back on its previous version (deployed as {s.previous.digest})")
+    untouched = "; everything else was not changed by this run" if lines else ""
+    return "what serves now:\n" + "\n".join(lines) + untouched if lines else "nothing was changed by this run"
+
+
+def _record(swarm: Swarm, prefix: str, s: Started) -> None:
     """Remember what was deployed, as a Docker config holding the stack file (readable by `plan`)."""
+    cp = s.plan
     name = f"{prefix}_{cp.name}_deployed_{cp.digest}"
-    if not swarm.config_exists(name):
-        with secrets.fifo(cp.files["stack.yml"].encode()) as path:
-            docker.config.create(
-                name,
-                path,
-                labels={
-                    names.PREFIX_LABEL: prefix,
-                    names.COMPONENT_LABEL: cp.name,
-                    swarm.DIGEST_LABEL: cp.digest,
-                },
-            )
-    if previous and previous.config_name != name:
-        docker.config.remove(previous.config_name)
+    labels = names.labels(prefix) | {names.COMPONENT_LABEL: cp.name, DIGEST_LABEL: cp.digest}
+    with suppress(AlreadyExists):  # recorded by an earlier run of the same plan
+        swarm.create_config(name, cp.files["stack.yml"].encode(), labels)
+    if s.previous and s.previous.config_name != name:
+        swarm.remove_configs([s.previous.config_name])
 
 
-def forget(prefix: str, component: str) -> None:
-    record = swarm.deployed(prefix, component)
+def _remove_unused_configs(swarm: Swarm, cp: ComponentPlan) -> None:
+    """Configs of this stack that the new version no longer mounts (its earlier renders)."""
+    mounted = set(drift.config_names(cp))
+    stale = [c.name for c in swarm.configs({NAMESPACE_LABEL: cp.stack_name}) if c.name not in mounted]
+    swarm.remove_configs(stale)
+
+
+def forget(swarm: Swarm, prefix: str, component: str) -> None:
+    record = deployed(swarm, prefix, component)
     if record:
-        docker.config.remove(record.config_name)
+        swarm.remove_configs([record.config_name])

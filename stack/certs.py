@@ -9,7 +9,6 @@ stack, and a new host name or a new file rolls nginx over to a new certificate.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
@@ -19,10 +18,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from python_on_whales import docker
 
-from stack import names, secrets, swarm, tls_files
+from stack import names, tls_files
 from stack.config import Settings, invalid
+from stack.swarm import Swarm
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
@@ -67,60 +66,56 @@ def ca_path(settings: Settings) -> Path:
     return (settings.build_dir / "ca.crt").resolve()
 
 
-def ensure_local(settings: Settings, tls: TlsNames, reader_image: str) -> bool:
+def ensure_local(swarm: Swarm, settings: Settings, tls: TlsNames, reader_image: str) -> bool:
     """Make sure the CA and a certificate for `tls.hosts` exist; return True if one was issued."""
-    prefix = settings.prefix
+    labels = names.labels(settings.prefix)
     issued = False
-    if not _pair_stored(tls):
-        ca_key, ca_cert = _load_or_create_ca(tls, prefix, reader_image)
+    if not _pair_stored(swarm, tls):
+        ca_key, ca_cert = _load_or_create_ca(swarm, tls, settings.prefix, reader_image)
         key, cert = issue(tls.hosts, ca_key, ca_cert)
-        _store_pair(tls, cert.public_bytes(serialization.Encoding.PEM), _key_pem(key), prefix)
+        _store_pair(swarm, tls, cert.public_bytes(serialization.Encoding.PEM), key_pem(key), labels)
         issued = True
     path = ca_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(_read_config(tls.ca_config))
+    ca = swarm.config(tls.ca_config)
+    assert ca is not None
+    path.write_bytes(ca.data)
     return issued
 
 
-def ensure_files(tls: TlsNames, own: tls_files.CertificateFiles, prefix: str) -> bool:
+def ensure_files(swarm: Swarm, tls: TlsNames, own: tls_files.CertificateFiles, prefix: str) -> bool:
     """Store the user's certificate and key for nginx unless stored already; return True if they were new."""
-    if _pair_stored(tls):
+    if _pair_stored(swarm, tls):
         return False
-    _store_pair(tls, own.chain, own.key, prefix)
+    _store_pair(swarm, tls, own.chain, own.key, names.labels(prefix))
     return True
 
 
-def remove_stale(tls: TlsNames, prefix: str) -> list[str]:
-    """Drop the certificates and keys nginx has moved off (renewed files, new host names); return their names.
-
-    Call it once nginx runs on `tls`: Swarm refuses to remove what a service still mounts, so this can
-    never take a certificate from under a running nginx, but it would fail the command.
-    """
-    label = {"label": f"{names.PREFIX_LABEL}={prefix}"}
-    found = docker.config.list(filters=label)
-    configs = [c for c in found if _stale(c.spec.name, f"{prefix}_tls_crt_", tls.crt_config)]
-    keys = [s for s in secrets.listed(label) if _stale(s.spec.name, f"{prefix}_tls_key_", tls.key_secret)]
-    if configs:
-        docker.config.remove(configs)
-    secrets.remove(keys)
-    return [c.spec.name for c in configs] + [s.spec.name for s in keys]
+def remove_stale(swarm: Swarm, tls: TlsNames, prefix: str) -> list[str]:
+    """Drop the certificates and keys the entrance has moved off (renewed files, new host names); return their
+    names. Call it only once the platform verified on `tls`: until then they are what a rollback returns to."""
+    labels = names.labels(prefix)
+    configs = [c.name for c in swarm.configs(labels) if _stale(c.name, f"{prefix}_tls_crt_", tls.crt_config)]
+    keys = [name for name in swarm.secrets(labels) if _stale(name, f"{prefix}_tls_key_", tls.key_secret)]
+    swarm.remove_configs(configs)
+    swarm.remove_secrets(keys)
+    return configs + keys
 
 
 def _stale(name: str, family: str, current: str) -> bool:
     return name.startswith(family) and name != current
 
 
-def _pair_stored(tls: TlsNames) -> bool:
-    return swarm.config_exists(tls.crt_config) and secrets.exists(tls.key_secret)
+def _pair_stored(swarm: Swarm, tls: TlsNames) -> bool:
+    return swarm.config(tls.crt_config) is not None and swarm.secret_exists(tls.key_secret)
 
 
-def _store_pair(tls: TlsNames, chain: bytes, key: bytes, prefix: str) -> None:
+def _store_pair(swarm: Swarm, tls: TlsNames, chain: bytes, key: bytes, labels: dict[str, str]) -> None:
     """The chain as a Docker config, its key as a secret; half a pair, left by an interrupted run, is replaced."""
-    secrets.remove(secrets.listed({"name": tls.key_secret}))
-    if swarm.config_exists(tls.crt_config):
-        docker.config.remove(tls.crt_config)
-    secrets.create(tls.key_secret, key, prefix)
-    _create_config(tls.crt_config, chain, prefix)
+    swarm.remove_secrets([tls.key_secret] if swarm.secret_exists(tls.key_secret) else [])
+    swarm.remove_configs([tls.crt_config] if swarm.config(tls.crt_config) else [])
+    swarm.create_secret(tls.key_secret, key, labels)
+    swarm.create_config(tls.crt_config, chain, labels)
 
 
 def issue(
@@ -180,31 +175,23 @@ def new_ca(prefix: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
 
 
 def _load_or_create_ca(
-    tls: TlsNames, prefix: str, reader_image: str
+    swarm: Swarm, tls: TlsNames, prefix: str, reader_image: str
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    if swarm.config_exists(tls.ca_config) and secrets.exists(tls.ca_key_secret):
-        key = serialization.load_pem_private_key(secrets.read(tls.ca_key_secret, reader_image, prefix), None)
+    labels = names.labels(prefix)
+    stored = swarm.config(tls.ca_config)
+    if stored is not None and swarm.secret_exists(tls.ca_key_secret):
+        key = serialization.load_pem_private_key(swarm.read_secret(tls.ca_key_secret, reader_image, labels), None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
-        return key, x509.load_pem_x509_certificate(_read_config(tls.ca_config))
+        return key, x509.load_pem_x509_certificate(stored.data)
     key, cert = new_ca(prefix)
-    if swarm.config_exists(tls.ca_config):  # half a CA is no CA: start over
-        docker.config.remove(tls.ca_config)
-    secrets.remove(secrets.listed({"name": tls.ca_key_secret}))
-    secrets.create(tls.ca_key_secret, _key_pem(key), prefix)
-    _create_config(tls.ca_config, cert.public_bytes(serialization.Encoding.PEM), prefix)
+    swarm.remove_configs([tls.ca_config] if stored else [])  # half a CA is no CA: start over
+    swarm.remove_secrets([tls.ca_key_secret] if swarm.secret_exists(tls.ca_key_secret) else [])
+    swarm.create_secret(tls.ca_key_secret, key_pem(key), labels)
+    swarm.create_config(tls.ca_config, cert.public_bytes(serialization.Encoding.PEM), labels)
     return key, cert
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-
-
-def _read_config(name: str) -> bytes:
-    return base64.b64decode(docker.config.inspect(name).spec.data)
-
-
-def _create_config(name: str, data: bytes, prefix: str) -> None:
-    with secrets.fifo(data) as path:
-        docker.config.create(name, path, labels={names.PREFIX_LABEL: prefix})

@@ -5,19 +5,17 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import subprocess
+import os
 import sys
 from contextlib import nullcontext, suppress
 from pathlib import Path
 
-from python_on_whales import DockerException, docker
+from python_on_whales import DockerException
 
-from stack import apply, certs, images, names, plan, secrets, status, swarm, teardown, verify
-from stack.components import COMPONENTS
+from stack import apply, certs, components, drift, images, lock, names, plan, status, teardown, verify
 from stack.config import ConfigError, Settings, load_settings
 from stack.progress import say, step
-
-SERVICE_LOGS_TIMEOUT_S = 20
+from stack.swarm import DockerSwarm, Swarm
 
 EPILOG = """\
 examples:
@@ -27,7 +25,7 @@ examples:
   python deploy.py status              table of services, replicas, health and URLs
   python deploy.py logs db_connect     last log lines of a component's services
   python deploy.py secrets show db_connect_api_key
-  python deploy.py api-keys create --role api_writer --name loader
+  python deploy.py lock status         who holds the deploy lock, if anyone
   python deploy.py down --volumes      remove the platform and its data
 
 configuration: sawmill.toml in the current directory (or $SAWMILL_CONFIG), overridden by
@@ -36,20 +34,32 @@ See sawmill.example.toml for every key.
 """
 
 VERIFY_TIMEOUT_S = 90
+LOCK_WAIT_S = 600
 TLS_KEY_SOURCE = {"local": "issued by the local CA", "files": "read from certificate_key_file"}
+
+
+def connect() -> Swarm:
+    """The swarm the docker CLI reaches (tests replace this with an in-memory one)."""
+    return DockerSwarm()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        return args.handler(settings, args)
+        return args.handler(connect(), settings, args)
+    except BrokenPipeError:  # e.g. `status --json | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except lock.LockHeld as exc:
+        say(f"error: {exc}")
+        return 1
     except ConfigError as exc:
         say(f"error: {exc}")
         return 2
     except verify.DeployError as exc:
         say(f"error: {exc}")
-        say("the previous version keeps serving where there was one; fix the cause and run `up` again")
+        say("fix the cause and run `up` again")
         return 1
     except DockerException as exc:
         say(f"error: docker failed: {' '.join(exc.docker_command[:4])} …\n{(exc.stderr or '').strip()}")
@@ -65,16 +75,19 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    components = f"components (default: all enabled): {', '.join(COMPONENTS)}"
+    known = list(components.known())
+    named = f"components (default: all enabled): {', '.join(known)}"
 
     up = sub.add_parser(
         "up",
         help="deploy (idempotent); prints the URLs",
         description="Build or pull the images, create what is missing (network, secrets, certificates) and roll out"
         " every component whose rendered stack changed; unchanged ones are left alone. Named components must be"
-        " enabled in `components`, and what they need (e.g. postgres) must already run.",
+        " enabled in `components`, and what they require must already run. One `up` or `down` at a time: a second"
+        " waits for the deploy lock.",
     )
-    up.add_argument("components", nargs="*", metavar="COMPONENT", help=components)
+    up.add_argument("components", nargs="*", metavar="COMPONENT", help=named)
+    _lock_wait(up)
     up.set_defaults(handler=_up)
 
     down = sub.add_parser(
@@ -83,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Remove the named components' stacks, or with no name every enabled component's. By default"
         " data volumes, secrets and the local CA are kept, so `up` brings the same platform back.",
     )
-    down.add_argument("components", nargs="*", metavar="COMPONENT", help=components)
+    down.add_argument("components", nargs="*", metavar="COMPONENT", help=named)
+    _lock_wait(down)
     down.add_argument("--volumes", action="store_true", help="also delete data volumes (irreversible)")
     down.add_argument(
         "--purge",
@@ -110,22 +124,22 @@ def _parser() -> argparse.ArgumentParser:
         help="logs of a component's services",
         description="The last lines of each of a component's services (deploy it with `up` first).",
     )
-    logs.add_argument("component", choices=list(COMPONENTS), metavar="COMPONENT", help=", ".join(COMPONENTS))
+    logs.add_argument("component", choices=known, metavar="COMPONENT", help=", ".join(known))
     logs.add_argument("--tail", type=int, default=50, help="lines per service (default 50)")
     logs.set_defaults(handler=_logs)
 
-    keys = sub.add_parser("api-keys", help="create, list and revoke db_connect API keys (each runs as a Postgres role)")
-    keys_sub = keys.add_subparsers(required=True, metavar="ACTION")
-    create = keys_sub.add_parser("create", help="create a key; it is printed once")
-    create.add_argument("--role", required=True, help="Postgres role its requests run as, e.g. api_reader, api_writer")
-    create.add_argument("--name", required=True, help="unique name to list and revoke it by")
-    create.set_defaults(handler=_api_keys, key_args=lambda a: ["create", "--role", a.role, "--name", a.name])
-    keys_sub.add_parser("list", help="list keys (never their values)").set_defaults(
-        handler=_api_keys, key_args=lambda a: ["list"]
-    )
-    revoke = keys_sub.add_parser("revoke", help="revoke a key by name; it stops working within seconds")
-    revoke.add_argument("name")
-    revoke.set_defaults(handler=_api_keys, key_args=lambda a: ["revoke", a.name])
+    for component in components.known().values():
+        for command, spec in component.commands.items():
+            added = sub.add_parser(command, help=f"{spec.help} ({component.name})", add_help=False)
+            added.add_argument("arguments", nargs=argparse.REMAINDER, help="passed on; try --help")
+            added.set_defaults(handler=_in_service, component=component.name, spec=spec)
+
+    lk = sub.add_parser("lock", help="show or free the deploy lock")
+    lk_sub = lk.add_subparsers(required=True, metavar="ACTION")
+    lk_sub.add_parser("status", help="who holds the lock, since when").set_defaults(handler=_lock_status)
+    lk_sub.add_parser(
+        "release", help="free a lock whose holder died (check `lock status` first: a live holder loses it)"
+    ).set_defaults(handler=_lock_release)
 
     sec = sub.add_parser("secrets", help="read generated secrets")
     sec_sub = sec.add_subparsers(required=True, metavar="ACTION")
@@ -135,12 +149,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _lock_wait(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lock-wait",
+        type=float,
+        default=LOCK_WAIT_S,
+        metavar="SECONDS",
+        help=f"how long to wait for another up/down to finish (default {LOCK_WAIT_S:.0f}; 0: fail at once)",
+    )
+
+
 def _known(requested: list[str]) -> list[str]:
-    """The named components in deploy order; ConfigError for a name that is none."""
-    unknown = [c for c in requested if c not in COMPONENTS]
+    """The named components; ConfigError for a name that is none."""
+    known = components.known()
+    unknown = [c for c in requested if c not in known]
     if unknown:
-        raise ConfigError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(COMPONENTS)}")
-    return [c for c in COMPONENTS if c in requested]
+        raise ConfigError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return requested
 
 
 def _selected(settings: Settings, requested: list[str]) -> list[str]:
@@ -151,32 +176,42 @@ def _selected(settings: Settings, requested: list[str]) -> list[str]:
     return [c for c in settings.components if not requested or c in requested]
 
 
-def _up(settings: Settings, args: argparse.Namespace) -> int:
+def _up(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:
     selected = _selected(settings, args.components)
     the_plan = plan.make_plan(settings)
-    changed = apply.apply(the_plan, selected)
-    if "webserver" in settings.components:
-        cafile = str(certs.ca_path(settings)) if settings.certificates == "local" else None
-        checks = [(settings.domain, "/")]
-        routed = [c.name for c in the_plan.routes if c.name in selected]
-        checks += [(settings.domain, f"/health/{c}") for c in routed if COMPONENTS[c].health_path]
-        checks += [(settings.subdomains[c], "/") for c in routed]
-        with step("checking every subdomain through nginx") if changed else nullcontext():
-            verify.wait_routes(settings, checks, cafile, VERIFY_TIMEOUT_S)
-    print(status.table(status.rows(settings)))
-    _print_urls(settings, {c.name for c in the_plan.routes} | {"webserver"})
+    with lock.held(swarm, settings.prefix, "up", args.lock_wait):
+        apply.apply(swarm, the_plan, selected, check_routes)
+    print(status.table(status.rows(swarm, settings)))
+    _print_urls(settings)
     return 0
 
 
-def _print_urls(settings: Settings, served: set[str]) -> None:
+def check_routes(the_plan: plan.Plan, changed: list[str]) -> None:
+    """Every route of the changed components (all of them if the entrance changed) answers through it."""
+    settings = the_plan.settings
+    if the_plan.entrance is None:
+        return
+    entrance_changed = the_plan.entrance.name in changed
+    routed = [c for c in the_plan.routes if entrance_changed or c.name in changed]
+    checks = [(settings.domain, "/")]
+    checks += [(settings.domain, f"/health/{c.name}") for c in routed if c.route and c.route.health_path]
+    checks += [(settings.hosts[c.name], "/") for c in routed]
+    cafile = str(certs.ca_path(settings)) if settings.certificates == "local" else None
+    with step("checking every route through the entrance") if changed else nullcontext():
+        verify.wait_routes(settings, checks, cafile, VERIFY_TIMEOUT_S)
+
+
+def _print_urls(settings: Settings) -> None:
     print()
-    for component, host in settings.subdomains.items():
-        print(f"  {component:<12} {settings.url(host) if component in served else '(not served in this mode)'}")
+    for component, address in plan.addresses(settings).items():
+        if address != plan.INTERNAL:
+            print(f"  {component:<12} {address}")
     if settings.certificates == "local":
         print(f"\nlocal CA certificate: {certs.ca_path(settings)}")
         print("  trust it in your browser, or: curl --cacert <that file> https://...")
-    if "db_connect" in settings.components:
-        print(f"API key: {_this_command()} secrets show db_connect_api_key")
+    for name in settings.components:
+        for hint in components.known()[name].hints:
+            print(hint.format(deploy=_this_command()))
 
 
 def _this_command() -> str:
@@ -187,111 +222,114 @@ def _this_command() -> str:
     return f"{python} deploy.py"
 
 
-def _down(settings: Settings, args: argparse.Namespace) -> int:
+def _down(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:
     if args.purge and args.components:  # before anything is removed
         raise ConfigError("--purge removes the whole platform; run it without naming components")
     # a component taken out of `components` can still be taken down by name
     selected = _known(args.components) or settings.components
-    teardown.down(settings, selected, volumes=args.volumes or args.purge)
-    if args.purge:
-        teardown.purge(settings)
+    with lock.held(swarm, settings.prefix, "down", args.lock_wait):
+        teardown.down(swarm, settings, selected, volumes=args.volumes or args.purge)
+        if args.purge:
+            teardown.purge(swarm, settings, keep={lock.lock_name(settings.prefix)})
     return 0
 
 
-def _status(settings: Settings, args: argparse.Namespace) -> int:
+def _status(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
-        print(json.dumps(status.as_json(settings), indent=2))
+        print(json.dumps(status.as_json(swarm, settings), indent=2))
     else:
-        print(status.table(status.rows(settings)))
+        print(status.table(status.rows(swarm, settings)))
     return 0
 
 
-def _plan(settings: Settings, args: argparse.Namespace) -> int:
+def _plan(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:
     the_plan = plan.make_plan(settings)
     plan.write_plan(the_plan)
     for cp in the_plan.components:
-        record = swarm.deployed(settings.prefix, cp.name)
+        record = apply.deployed(swarm, settings.prefix, cp.name)
+        live = swarm.services(cp.stack_name)
         new = cp.files["stack.yml"]
         if record is None:
             print(f"{cp.name}: new (not deployed yet)")
-        elif record.digest == cp.digest:
-            print(f"{cp.name}: unchanged")
-        else:
+        elif record.digest != cp.digest:
             print(f"{cp.name}: changes")
             sys.stdout.writelines(
                 difflib.unified_diff(
                     record.stack_file.splitlines(keepends=True),
                     new.splitlines(keepends=True),
-                    fromfile=f"{cp.name}/stack.yml (running)",
+                    fromfile=f"{cp.name}/stack.yml (deployed)",
                     tofile=f"{cp.name}/stack.yml (planned)",
                 )
             )
+        elif by_hand := drift.differences(cp, live) if live else ["not running"]:
+            print(f"{cp.name}: changed by hand since it was deployed; `up` puts it back:")
+            print("\n".join(f"  {line}" for line in by_hand))
+        else:
+            print(f"{cp.name}: unchanged")
         for ref in cp.images:
             if ref.ref is None:
                 print(f"  image {ref.name}: cannot be had in local mode (needs {ref.missing_from}); left out")
-            elif not docker.image.exists(ref.ref):
+            elif not swarm.image_exists(ref.ref):
                 print(f"  image {ref.ref} will be {'built' if ref.local_build else 'pulled'}")
         for name in cp.secrets:
-            if not secrets.exists(name):
+            if not swarm.secret_exists(name):
                 what = TLS_KEY_SOURCE[settings.certificates] if name == the_plan.tls.key_secret else "generated"
                 print(f"  secret {name} will be {what}")
     print(f"\nrendered into {settings.build_dir.resolve()}/")
     return 0
 
 
-def _logs(settings: Settings, args: argparse.Namespace) -> int:
+def _logs(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:
     services = swarm.services(names.stack(settings.prefix, args.component))
     if not services:
         say(f"{args.component} is not deployed (prefix {settings.prefix})")
         return 1
     for service in services:
-        print(f"== {service.spec.name}")
-        print(_service_logs(service.spec.name, args.tail))
+        print(f"== {service.name}")
+        print(swarm.logs(service.name, args.tail))
     return 0
 
 
-def _service_logs(service: str, tail: int) -> str:
-    """Swarm's logs of a service, from every node; bounded, since `docker service logs` was once seen to hang
-    on a service with a failed task in its history. Then this node's containers of the service answer instead."""
-    argv = ["docker", "service", "logs", "--tail", str(tail), "--timestamps", service]
-    try:
-        done = subprocess.run(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=SERVICE_LOGS_TIMEOUT_S
-        )
-        return done.stdout.rstrip()  # the services' stdout and stderr lines, as they came
-    except subprocess.TimeoutExpired:
-        containers = docker.container.list(filters=[("label", f"com.docker.swarm.service.name={service}")])
-        lines = [docker.container.logs(c, tail=tail, timestamps=True).rstrip() for c in containers]
-        note = f"(docker service logs gave no answer in {SERVICE_LOGS_TIMEOUT_S} s; this node's containers instead)"
-        return "\n".join([note, *lines])
-
-
-def _secret_show(settings: Settings, args: argparse.Namespace) -> int:
+def _secret_show(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:
     full = names.secret(settings.prefix, args.name)
-    if not secrets.exists(full):
+    if not swarm.secret_exists(full):
         say(f"no secret {full}; generated secrets: " + ", ".join(_generated(settings)))
         return 1
     image = images.reader(settings)
-    images.ensure([image])
-    sys.stdout.write(secrets.read(full, image.ref, settings.prefix).decode())
+    images.ensure(swarm, [image])
+    assert image.ref is not None
+    print(swarm.read_secret(full, image.ref, names.labels(settings.prefix)).decode())
     return 0
 
 
-def _api_keys(settings: Settings, args: argparse.Namespace) -> int:
-    """Run db_connect's own key command inside one of its running containers (it has the credentials)."""
-    service = names.service(settings.prefix, "db_connect", "api")
-    found = docker.container.list(filters=[("label", f"com.docker.swarm.service.name={service}")])
-    if not found:
-        say(f"no running {service} container on this node; is db_connect up? try `status`")
-        return 1
-    command = ["python", "-m", "db_connect", "keys", *args.key_args(args)]
+def _in_service(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:
+    """A component's own command, run inside one of its running containers (it has the credentials)."""
+    service = names.service(settings.prefix, args.component, args.spec.service)
     try:
-        print(docker.container.execute(found[0], command))
-    except DockerException as exc:
-        say((exc.stderr or str(exc)).strip())
+        print(swarm.exec_in(service, [*args.spec.argv, *args.arguments]))
+    except LookupError as exc:
+        say(f"{exc}; is {args.component} up? try `status`")
         return 1
+    except DockerException as exc:
+        say((exc.stderr or exc.stdout or str(exc)).strip())
+        return 1
+    return 0
+
+
+def _lock_status(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:
+    holder = lock.holder(swarm, settings.prefix)
+    print(f"held by {holder.describe()}" if holder else f"free (platform {settings.prefix})")
+    return 0
+
+
+def _lock_release(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:
+    holder = lock.holder(swarm, settings.prefix)
+    if holder is None or not lock.release(swarm, settings.prefix):
+        print("the lock was free")
+        return 0
+    print(f"released the lock held by {holder.describe()}")
     return 0
 
 
 def _generated(settings: Settings) -> list[str]:
-    return [s for c in settings.components for s in COMPONENTS[c].secrets]
+    return [s for c in settings.components for s in components.known()[c].generated_secrets]

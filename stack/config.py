@@ -12,9 +12,9 @@ import re
 import sys
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -24,7 +24,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from stack.components import COMPONENTS
+from stack import components
 
 CONFIG_ENV = "SAWMILL_CONFIG"
 DEFAULT_CONFIG_FILE = Path("sawmill.toml")
@@ -37,7 +37,8 @@ _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,19}$")
 _IMAGE_REF_RE = re.compile(
     r"^[a-z0-9]([a-z0-9._:/-]*[a-z0-9])?(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(@sha256:[a-f0-9]{64})?$"
 )
-_IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
+# the swarm's own ports: manager API, gossip, overlay data
+SWARM_PORTS = {2377: "the swarm's manager API", 7946: "the swarm's gossip", 4789: "the swarm's overlay traffic"}
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -46,73 +47,8 @@ class ConfigError(Exception):
     """Configuration is invalid; `str()` lists each bad key with the fix."""
 
 
-class DbConnectSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    replicas: int = Field(default=2, ge=1, le=20)
-    exposed_schemas: list[Annotated[str, Field(pattern=_IDENTIFIER)]] = ["consumption", "quality"]
-    api_key_role: str = Field(default="api_reader", pattern=_IDENTIFIER)
-    anonymous_role: str | None = Field(default=None, pattern=_IDENTIFIER)
-    max_page_size: int = Field(default=1000, ge=1, le=1_000_000)
-
-
-class KafkaTopic(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    partitions: int = Field(default=3, ge=1, le=1000)
-    replication_factor: int | None = Field(default=None, ge=1, description="default: min(brokers, 3)")
-    retention_ms: int | None = Field(default=None, ge=-1, description="-1: keep forever; default: the broker's")
-    cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
-
-
-class KafkaSink(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,200}$")
-    table: str = Field(pattern=r"^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$", description="schema.table, e.g. raw.events")
-    replicas: int = Field(default=2, ge=1, le=20)
-
-    @property
-    def service_name(self) -> str:
-        return self.table.replace(".", "-").replace("_", "-")
-
-
-class KafkaSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    brokers: int = Field(default=1, ge=1, le=9, description="KRaft brokers; from 3 on, 3 of them form the quorum")
-    cluster_id: str = Field(default="c2F3bWlsbC1rYWZrYS0wMQ", pattern=r"^[A-Za-z0-9_-]{22}$")
-    heap_mb: int = Field(default=768, ge=256, le=16384)
-    topics: dict[str, KafkaTopic] = Field(
-        default_factory=lambda: {"host_metrics": KafkaTopic(partitions=3, retention_ms=7 * 24 * 3600 * 1000)}
-    )
-    sinks: list[KafkaSink] = Field(
-        default_factory=lambda: [KafkaSink(topic="host_metrics", table="raw.host_metrics", replicas=2)]
-    )
-    metrics_demo: bool = True
-    metrics_interval: float = Field(default=2.0, gt=0, allow_inf_nan=False)
-
-    @model_validator(mode="after")
-    def _coherent(self) -> KafkaSettings:
-        for name, topic in self.topics.items():
-            if topic.replication_factor is not None and topic.replication_factor > self.brokers:
-                raise ValueError(
-                    f"topics.{name}.replication_factor: {topic.replication_factor} copies need as many brokers;"
-                    f" there are {self.brokers} (kafka.brokers)"
-                )
-        services = [sink.service_name for sink in self.sinks]
-        clashing = sorted({name for name in services if services.count(name) > 1})
-        if clashing:
-            raise ValueError(f"sinks: two sinks would both be service sink-{clashing[0]}; give them other tables")
-        return self
-
-    def topics_spec(self) -> dict[str, dict[str, object]]:
-        """What the topics job reads (`python -m parse_sources topics`, env KAFKA_TOPICS)."""
-        return {name: topic.model_dump(exclude_none=True) for name, topic in self.topics.items()}
-
-
-class Settings(BaseSettings):
-    """Everything `deploy.py` needs to know about the platform it manages."""
+class CoreSettings(BaseSettings):
+    """What `deploy.py` needs to know about the platform as a whole; each component adds its own section."""
 
     model_config = SettingsConfigDict(
         env_prefix="SAWMILL_",
@@ -125,7 +61,7 @@ class Settings(BaseSettings):
     email: str | None = Field(default=None, description="contact address for the ACME account")
     prefix: str = Field(default="sawmill", description="prefix of every stack, secret, network and volume")
     components: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(COMPONENTS), description="components to run (default: all)"
+        default_factory=components.defaults, description="components to run (default: all)"
     )
     http_port: Port = 80
     https_port: Port = 443
@@ -139,8 +75,6 @@ class Settings(BaseSettings):
         default_factory=dict, description="image name -> reference to run instead (pinning, canaries)"
     )
     build_dir: Path = Path("build")
-    db_connect: DbConnectSettings = Field(default_factory=DbConnectSettings)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -160,6 +94,11 @@ class Settings(BaseSettings):
         value = value.strip().lower()
         if len(value) > 200 or not _DOMAIN_RE.match(value):
             raise ValueError(f"{value!r} is not a DNS name: use letters, digits, '-' and '.', e.g. 'example.com'")
+        if all(label.isdigit() for label in value.split(".")):
+            raise ValueError(
+                f"{value!r} is an IP address: services live on subdomains, which need a DNS name;"
+                " use 'localhost' on this machine, or a domain whose records point here"
+            )
         return value
 
     @field_validator("email")
@@ -186,15 +125,25 @@ class Settings(BaseSettings):
     @field_validator("components")
     @classmethod
     def _known_components(cls, value: list[str]) -> list[str]:
-        unknown = [name for name in value if name not in COMPONENTS]
+        known = components.known()
+        unknown = [name for name in value if name not in known]
         if unknown:
-            raise ValueError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(COMPONENTS)}")
-        return [name for name in COMPONENTS if name in value]
+            raise ValueError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        twice = sorted({name for name in value if value.count(name) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} listed twice; name each component once")
+        if not value:
+            raise ValueError(f"name at least one; known: {', '.join(known)}")
+        try:
+            components.waves(value)
+        except components.ComponentsError as exc:
+            raise ValueError(str(exc)) from None
+        return [name for name in known if name in value]  # the registry's order; deploy order is apply's
 
     @field_validator("image_overrides")
     @classmethod
     def _image_overrides(cls, value: dict[str, str]) -> dict[str, str]:
-        known = sorted({image.name for c in COMPONENTS.values() for image in c.images})
+        known = sorted({image.name for c in components.known().values() for image in c.images})
         for name, ref in value.items():
             if name not in known:
                 raise ValueError(f"{name!r} is not an image of the platform; known: {', '.join(known)}")
@@ -203,13 +152,11 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _coherent(self) -> Settings:
-        if not self.components:
-            raise ValueError(f"components: name at least one; known: {', '.join(COMPONENTS)}")
-        for name in self.components:
-            missing = [dep for dep in COMPONENTS[name].requires if dep not in self.components]
-            if missing:
-                raise ValueError(f"components: {name} needs {', '.join(missing)}; add it to components")
+    def _coherent(self) -> CoreSettings:
+        for key in ("http_port", "https_port"):
+            port = getattr(self, key)
+            if port in SWARM_PORTS:
+                raise ValueError(f"{key}: {port} is {SWARM_PORTS[port]}; pick another port")
         if self.http_port == self.https_port:
             raise ValueError(f"https_port: must differ from http_port (both are {self.https_port})")
         if self.certificates == "acme" and not self.email:
@@ -221,52 +168,115 @@ class Settings(BaseSettings):
         if self.certificates == "files" and (self.certificate_file is None or self.certificate_key_file is None):
             missing = "certificate_file" if self.certificate_file is None else "certificate_key_file"
             raise ValueError(f"{missing}: certificates = 'files' needs certificate_file and certificate_key_file (PEM)")
+        self._check_connections()
         return self
+
+    def _check_connections(self) -> None:
+        """The Postgres connections the components may hold must fit in what the database server offers."""
+        enabled = [components.known()[name] for name in self.components]
+        capacity = next((c for c in enabled if c.db_capacity), None)
+        if capacity is None or capacity.db_capacity is None:
+            return
+        budgets = {c.name: c.db_connections(self) for c in enabled if c.db_connections}
+        offered = capacity.db_capacity(self)
+        if sum(budgets.values()) <= offered:
+            return
+        largest = max(budgets, key=lambda name: budgets[name])
+        spent = ", ".join(f"{name} {n}" for name, n in budgets.items())
+        raise ValueError(
+            f"{largest}: the components may hold {sum(budgets.values())} {capacity.name} connections ({spent}),"
+            f" more than the {offered} that {capacity.name}'s settings offer; scale {largest} down or raise"
+            f" {capacity.name}.max_connections"
+        )
 
     @property
     def tls_hosts(self) -> tuple[str, ...]:
-        """Every host name nginx answers for: the domain and each component's subdomain."""
-        return tuple(sorted(set(self.subdomains.values()) | {self.domain}))
+        """Every host name the entrance answers for: the domain and each route's host."""
+        return tuple(sorted(set(self.hosts.values()) | {self.domain}))
 
     @property
-    def subdomains(self) -> dict[str, str]:
-        """Host name of each enabled component that serves HTTP, keyed by component."""
-        hosts = {}
+    def hosts(self) -> dict[str, str]:
+        """Host name of each enabled component with a route, keyed by component."""
+        found = {}
         for name in self.components:
-            sub = COMPONENTS[name].subdomain
-            if sub is not None:
-                hosts[name] = f"{sub}.{self.domain}" if sub else self.domain
-        return hosts
+            route = components.known()[name].route
+            if route is not None:
+                found[name] = f"{route.subdomain}.{self.domain}" if route.subdomain else self.domain
+        return found
 
     def url(self, host: str) -> str:
         port = "" if self.https_port == 443 else f":{self.https_port}"
         return f"https://{host}{port}/"
 
 
+def _settings_model() -> type[CoreSettings]:
+    """The settings model: the core keys and one section per component that declares settings."""
+    sections = {
+        c.name: (c.settings, Field(default_factory=c.settings))
+        for c in components.known().values()
+        if c.settings is not None
+    }
+    return create_model("Settings", __base__=CoreSettings, __module__=__name__, **sections)  # type: ignore[call-overload]
+
+
+Settings = _settings_model()
+
+
 def load_settings(**overrides: object) -> Settings:
     """Load and validate; raise ConfigError naming each bad key (with its env variable) and the fix."""
     config_file = os.environ.get(CONFIG_ENV)
     if config_file is not None and not Path(config_file).is_file():
-        problem = f"{config_file} is not a file; unset {CONFIG_ENV} or point it at one"
-        raise ConfigError(_describe([("config", problem)]))
+        raise ConfigError(f"invalid configuration:\n  {CONFIG_ENV}: {config_file} is not a file; unset it or name one")
     _warn_about_misspelt_variables()
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = [
-            (".".join(str(part) for part in error["loc"]), error["msg"].removeprefix("Value error, "))
-            for error in exc.errors()
-        ]
+        problems = [(_key(error["loc"]), _message(error)) for error in exc.errors()]
         raise ConfigError(_describe(problems)) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        path = config_file or DEFAULT_CONFIG_FILE
-        raise ConfigError(_describe([("config", f"{path} is not valid TOML: {exc}")])) from None
+        raise ConfigError(f"invalid configuration:\n  {_config_file()} is not valid TOML: {exc}") from None
     except SettingsError as exc:  # e.g. a JSON value in the environment that does not parse
         raise ConfigError(
             f"invalid configuration: {exc}\n"
             "a SAWMILL_* variable for a table or list takes JSON,"
-            ' e.g. SAWMILL_IMAGE_OVERRIDES=\'{"db_connect": "..."}\''
+            ' e.g. SAWMILL_IMAGE_OVERRIDES=\'{"IMAGE": "registry.local/x:1"}\''
         ) from None
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_FILE))
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _message(error: dict) -> str:
+    """Pydantic's message, with a "did you mean" for a misspelt key."""
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        near = difflib.get_close_matches(str(error["loc"][-1]), _keys_at(error["loc"][:-1]), n=1, cutoff=0.6)
+        return f"not a setting here{f'; did you mean {near[0]}?' if near else ''} (see sawmill.example.toml)"
+    return message
+
+
+def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys a table of the settings takes, found by walking the models along `loc`."""
+    model: Any = Settings
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part) if isinstance(part, str) else None
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+def _env(key: str) -> str:
+    """The variable that sets `key`; a list item has none of its own, so its list's (JSON) is named."""
+    parts = key.split(".")
+    listed = next((i for i, part in enumerate(parts) if part.isdigit()), None)
+    name = "SAWMILL_" + "__".join(parts[:listed]).upper()
+    return name if listed is None else f"{name}, a JSON list"
 
 
 def _warn_about_misspelt_variables() -> None:
@@ -284,17 +294,17 @@ def _warn_about_misspelt_variables() -> None:
 
 def invalid(problem: str) -> ConfigError:
     """A check made after loading (e.g. of files the settings name), as "key: message", reported like the rest."""
-    return ConfigError(_describe([("", problem)]))
+    key, message = (part.strip() for part in problem.split(":", 1))
+    return ConfigError(_describe([(key, message)]))
 
 
 def _describe(problems: list[tuple[str, str]]) -> str:
     """Each (key, message) with its environment variable; a message "key: …" names its own key."""
     lines = ["invalid configuration:"]
     for key, message in problems:
-        if not key and ":" in message:
-            key, message = (part.strip() for part in message.split(":", 1))
-        key = key or "config"
-        env = "SAWMILL_" + key.upper().replace(".", "__")
-        lines.append(f"  {key} (env {env}): {message}")
-    lines.append(f"fix the key in {os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_FILE)} or the environment")
+        if ":" in message and " " not in message.split(":", 1)[0]:  # a cross-key check names the key it blames
+            inner, message = (part.strip() for part in message.split(":", 1))
+            key = f"{key}.{inner}" if key else inner
+        lines.append(f"  {key} (env {_env(key)}): {message}")
+    lines.append(f"fix the key in {_config_file()} or the environment")
     return "\n".join(lines)

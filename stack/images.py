@@ -16,17 +16,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from python_on_whales import docker
-
-from stack.components import COMPONENTS, ROOT, Image
+from stack import components
+from stack.component import ROOT, Image
 from stack.config import Settings
 from stack.progress import step
+from stack.swarm import Swarm
 
 BASE_IMAGE = "sawmill/base:bookworm"
 BUILD_BASE_SCRIPT = ROOT / "scripts" / "build-base.sh"
 # Host settings that pip inside a build should see too (mirrors are read from the host, never hard-coded).
 PASSED_BUILD_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST")
 _IGNORED_PARTS = {"__pycache__", ".pytest_cache", "tests"}
+_IGNORED_FILES = {"component.py"}  # the declaration the engine reads: not part of what the image runs
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ def ref(image: Image, settings: Settings) -> ImageRef:
 
 def reader(settings: Settings) -> ImageRef:
     """An image with `cat` that this node has or can get, for one-shot services that read a secret."""
-    return ref(COMPONENTS[settings.components[0]].images[0], settings)
+    first = next(c for name in settings.components if (c := components.known()[name]).images)
+    return ref(first.images[0], settings)
 
 
 def context_digest(context: Path, generated: tuple[str, ...] = ()) -> str:
@@ -76,7 +78,12 @@ def context_digest(context: Path, generated: tuple[str, ...] = ()) -> str:
     ignored = _IGNORED_PARTS | set(generated)
     for path in sorted(context.rglob("*")):
         relative = path.relative_to(context)
-        if not path.is_file() or path.suffix in {".j2", ".pyc"} or ignored & set(relative.parts):
+        if (
+            not path.is_file()
+            or path.suffix in {".j2", ".pyc"}
+            or path.name in _IGNORED_FILES
+            or ignored & set(relative.parts)
+        ):
             continue
         digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -128,25 +135,26 @@ def with_parents(refs: list[ImageRef]) -> list[ImageRef]:
     return list(dict.fromkeys(ordered))
 
 
-def ensure(refs: list[ImageRef]) -> None:
+def ensure(swarm: Swarm, refs: list[ImageRef]) -> None:
     """Build or pull every image that is not on this node yet (parents first)."""
-    missing = [r for r in with_parents(refs) if r.ref is not None and not docker.image.exists(r.ref)]
+    missing = [r for r in with_parents(refs) if r.ref is not None and not swarm.image_exists(r.ref)]
     if any(r.local_build and r.base == BASE_IMAGE for r in missing):
-        ensure_base()
+        ensure_base(swarm)
     for image in missing:
+        assert image.ref is not None
         if image.context is not None:
             if image.prepare:
                 with step(f"preparing the build of {image.name}: {' '.join(image.prepare)}"):
                     subprocess.run(image.prepare, cwd=image.context, check=True)
-            with step(f"building image {image.ref} (first build takes ~20-40 s)"), build_context(image) as context:
-                docker.legacy_build(context, tags=[image.ref], build_args=build_args(image.base))
+            with step(f"building image {image.ref}", "first build takes ~20-40 s"), build_context(image) as context:
+                swarm.build(image.ref, context, build_args(image.base))
         else:
             with step(f"pulling image {image.ref}"):
-                docker.pull(image.ref, quiet=True)
+                swarm.pull(image.ref)
 
 
-def ensure_base() -> None:
-    if docker.image.exists(BASE_IMAGE):
+def ensure_base(swarm: Swarm) -> None:
+    if swarm.image_exists(BASE_IMAGE):
         return
-    with step(f"building base image {BASE_IMAGE} with debootstrap (~30 s)"):
+    with step(f"building base image {BASE_IMAGE} with debootstrap", "~30 s"):
         subprocess.run(["bash", str(BUILD_BASE_SCRIPT), BASE_IMAGE], check=True, stdout=subprocess.DEVNULL)

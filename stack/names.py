@@ -29,3 +29,8 @@ def node_label(prefix: str, component: str) -> str:
 
 PREFIX_LABEL = "sawmill.prefix"
 COMPONENT_LABEL = "sawmill.component"
+
+
+def labels(prefix: str) -> dict[str, str]:
+    """The label on everything a platform creates outside its stacks (secrets, configs, the network)."""
+    return {PREFIX_LABEL: prefix}

@@ -7,28 +7,48 @@ carries a digest per component, so an unchanged component is not redeployed.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import yaml
 
-from stack import certs, images, names, tls_files
-from stack.components import COMPONENTS, Component
+from stack import certs, components, images, names, tls_files
+from stack.component import Component
 from stack.config import Settings, invalid
+
+NOT_SERVED = "(not served in this mode)"
+INTERNAL = "(internal)"
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 @dataclass(frozen=True)
 class ComponentPlan:
     component: Component
     stack_name: str
-    files: dict[str, str]  # file name in build/<component>/ -> rendered content
+    files: dict[str, str]  # path in build/<component>/ -> rendered content
     images: tuple[images.ImageRef, ...]
-    secrets: tuple[str, ...]  # full names of the generated secrets it needs
+    secrets: tuple[str, ...]  # full names of the secrets its stack mounts
     digest: str
 
     @property
     def name(self) -> str:
         return self.component.name
+
+    def services(self) -> dict[str, dict]:
+        """The rendered stack file's services, parsed."""
+        return yaml.safe_load(self.files["stack.yml"]).get("services", {})
+
+    def memory_limits(self) -> dict[str, tuple[int, int]]:
+        """Each long-running service's memory limit in bytes and its replicas (jobs and unlimited ones left out)."""
+        limits = {}
+        for name, service in self.services().items():
+            deploy = service.get("deploy", {})
+            limit = deploy.get("resources", {}).get("limits", {}).get("memory")
+            if limit is not None and deploy.get("mode") != "replicated-job":
+                limits[name] = (memory_bytes(str(limit)), int(deploy.get("replicas", 1)))
+        return limits
 
 
 @dataclass(frozen=True)
@@ -38,7 +58,7 @@ class Plan:
     tls: certs.TlsNames
     own_certificate: tls_files.CertificateFiles | None  # files mode: what `up` stores (never rendered)
     components: tuple[ComponentPlan, ...]
-    routes: tuple[Component, ...]  # components nginx serves on their subdomain
+    routes: tuple[Component, ...]  # components the entrance serves on their host
     unavailable: tuple[images.ImageRef, ...]  # images this mode cannot provide; their services are left out
 
     def component(self, name: str) -> ComponentPlan:
@@ -47,6 +67,10 @@ class Plan:
     def directory(self, component: str) -> Path:
         return self.settings.build_dir / component
 
+    @property
+    def entrance(self) -> ComponentPlan | None:
+        return next((cp for cp in self.components if cp.component.entrance), None)
+
 
 def make_plan(settings: Settings) -> Plan:
     """The whole plan; in `files` mode this reads and checks the certificate files (ConfigError if wrong)."""
@@ -54,46 +78,70 @@ def make_plan(settings: Settings) -> Plan:
     own = certs.own_files(settings)
     tls = certs.tls_names(settings, own)
     refs = _image_refs(settings)
+    routes = tuple(_routes(settings, refs))
+    context = _context(settings, tls, refs, routes)
     return Plan(
         settings=settings,
         network=names.network(settings.prefix),
         tls=tls,
         own_certificate=own,
-        components=tuple(_plan_component(COMPONENTS[name], settings, tls, refs) for name in settings.components),
-        routes=tuple(_routes(settings, refs)),
+        components=tuple(
+            _plan_component(components.known()[name], settings, tls, refs, routes, context)
+            for name in settings.components
+        ),
+        routes=routes,
         unavailable=tuple(ref for ref in refs.values() if ref.ref is None),
     )
 
 
-def htpasswd_secret(component: Component) -> str:
-    """The derived secret nginx reads for a component's basic auth (`admin:<crypt hash>`)."""
-    assert component.basic_auth is not None
-    return f"{component.basic_auth}_htpasswd"
+def addresses(settings: Settings) -> dict[str, str]:
+    """What each enabled component is reached at, the one wording everywhere: its URL, INTERNAL, or
+    NOT_SERVED when the image behind its route cannot be had in this mode (or nothing serves the routes)."""
+    routed = {c.name for c in _routes(settings, _image_refs(settings))}
+    entrance = components.entrance(settings.components)
+    result = {}
+    for name in settings.components:
+        host = settings.hosts.get(name)
+        if host is None:
+            result[name] = INTERNAL
+        elif entrance is not None and (name in routed or name == entrance.name):
+            result[name] = settings.url(host)
+        else:
+            result[name] = NOT_SERVED
+    return result
 
 
-def served(settings: Settings) -> list[Component]:
-    """The components nginx routes to, without rendering anything (for `status`, which must not need more)."""
-    return _routes(settings, _image_refs(settings))
+def serving_service(component: Component) -> str | None:
+    """The service of a component that its URL reaches (the entrance: all of them)."""
+    return component.route.service if component.route else None
+
+
+def memory_bytes(text: str) -> int:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmg]?)i?b?", text.strip().lower())
+    if not match:
+        raise ValueError(f"not a memory size: {text!r}")
+    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
 
 
 def _image_refs(settings: Settings) -> dict[str, images.ImageRef]:
-    return {img.name: images.ref(img, settings) for name in settings.components for img in COMPONENTS[name].images}
+    known = components.known()
+    return {img.name: images.ref(img, settings) for name in settings.components for img in known[name].images}
 
 
 def _routes(settings: Settings, refs: dict[str, images.ImageRef]) -> list[Component]:
-    """Enabled components with a subdomain and an upstream whose image this mode can provide."""
+    """Enabled components whose route leads to a service whose image this mode can provide."""
     routed = []
     for name in settings.components:
-        c = COMPONENTS[name]
-        upstream_image = c.upstream_image or c.images[0].name
-        if c.upstream and c.subdomain is not None and refs[upstream_image].ref is not None:
+        c = components.known()[name]
+        upstream = c.upstream_image
+        if upstream is not None and refs[upstream].ref is not None:
             routed.append(c)
     return routed
 
 
 def check_build_dir(build_dir: Path) -> None:
     """build_dir must hold only what Sawmill writes there: `write_plan` empties each component's folder."""
-    own = {*COMPONENTS, "ca.crt"}
+    own = {*components.known(), "ca.crt"}
     if build_dir.exists() and not build_dir.is_dir():
         raise invalid(f"build_dir: {build_dir} is a file; name a directory of its own, e.g. 'build'")
     foreign = sorted(p.name for p in build_dir.iterdir() if p.name not in own) if build_dir.is_dir() else []
@@ -114,28 +162,40 @@ def write_plan(plan: Plan) -> None:
     for cp in plan.components:
         directory = plan.directory(cp.name)
         directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.iterdir():
-            if stale.is_file() and stale.name not in cp.files:
+        for stale in sorted(directory.rglob("*"), reverse=True):
+            relative = stale.relative_to(directory).as_posix()
+            if stale.is_file() and relative not in cp.files:
                 stale.unlink()
+            elif stale.is_dir() and not any(stale.iterdir()):
+                stale.rmdir()
         for file_name, content in cp.files.items():
+            (directory / file_name).parent.mkdir(parents=True, exist_ok=True)
             (directory / file_name).write_text(content)
 
 
+def config_name(prefix: str, component: str, file_name: str, content: str) -> str:
+    """A Docker config's name: the file's path and a digest of its content, so a change rolls the service."""
+    flat = re.sub(r"[^A-Za-z0-9_-]", "_", file_name)
+    return f"{prefix}_{component}_{flat}_{_sha(content)[:10]}"
+
+
 def _plan_component(
-    component: Component, settings: Settings, tls: certs.TlsNames, refs: dict[str, images.ImageRef]
+    component: Component,
+    settings: Settings,
+    tls: certs.TlsNames,
+    refs: dict[str, images.ImageRef],
+    routes: tuple[Component, ...],
+    context: dict[str, object],
 ) -> ComponentPlan:
     prefix = settings.prefix
-    files = {name: _render(component, name, _context(settings, tls, refs)) for name in component.config_files}
-    configs = {
-        name: f"{prefix}_{component.name}_{name.replace('.', '_')}_{_sha(content)[:10]}"
-        for name, content in files.items()
-    }
-    context = _context(settings, tls, refs) | {"configs": configs, "component": component}
-    files["stack.yml"] = _render(component, "stack.yml", context)
-    secrets = tuple(names.secret(prefix, s) for s in component.secrets)
-    if component.name == "webserver":
+    own = context | {"component": component}
+    files = {name: _render(component, name, own) for name in component.config_files}
+    configs = {name: config_name(prefix, component.name, name, content) for name, content in files.items()}
+    files["stack.yml"] = _render(component, "stack.yml", own | {"configs": configs})
+    secrets = tuple(names.secret(prefix, s) for s in component.stack_secrets)
+    if component.entrance:
         secrets += (tls.key_secret,)
-        secrets += tuple(names.secret(prefix, htpasswd_secret(c)) for c in _routes(settings, refs) if c.basic_auth)
+        secrets += tuple(names.secret(prefix, htpasswd_secret(c)) for c in routes if c.route and c.route.basic_auth)
     return ComponentPlan(
         component=component,
         stack_name=names.stack(prefix, component.name),
@@ -146,10 +206,20 @@ def _plan_component(
     )
 
 
-def _context(settings: Settings, tls: certs.TlsNames, refs: dict[str, images.ImageRef]) -> dict[str, object]:
+def htpasswd_secret(component: Component) -> str:
+    """The derived secret the entrance reads for a route's basic auth (`admin:<crypt hash>`)."""
+    assert component.route is not None and component.route.basic_auth is not None
+    return f"{component.route.basic_auth}_htpasswd"
+
+
+def _context(
+    settings: Settings, tls: certs.TlsNames, refs: dict[str, images.ImageRef], routes: tuple[Component, ...]
+) -> dict[str, object]:
+    """What every template sees. Lists about the other components (databases, readers...) are for the
+    components whose job they are (the database's init, the entrance's routes)."""
     prefix = settings.prefix
-    enabled = [COMPONENTS[name] for name in settings.components]
-    return {
+    enabled = [components.known()[name] for name in settings.components]
+    context: dict[str, object] = {
         "s": settings,
         "prefix": prefix,
         "network": names.network(prefix),
@@ -158,28 +228,34 @@ def _context(settings: Settings, tls: certs.TlsNames, refs: dict[str, images.Ima
         "service": lambda component, name: names.service(prefix, component, name),
         "node_label": lambda component: names.node_label(prefix, component),
         "tls": tls,
-        "hosts": settings.subdomains,
-        "routes": _routes(settings, refs),
+        "hosts": settings.hosts,
+        "routes": list(routes),
         "htpasswd": htpasswd_secret,
         "databases": [c.name for c in enabled if c.database],
         "readers": [c.name for c in enabled if c.warehouse == "reader"],
-        "request_roles": [role for c in enabled for role in c.request_roles],
         "writers": [c.name for c in enabled if c.warehouse == "writer"],
+        "authenticators": {c.name: list(c.request_roles) for c in enabled if c.request_roles},
     }
+    context["snippets"] = {
+        c.name: _render(c, c.route.nginx.removesuffix(".j2"), context | {"component": c})
+        for c in routes
+        if c.route and c.route.nginx
+    }
+    return context
 
 
 def _render(component: Component, name: str, context: dict[str, object]) -> str:
-    template_path = component.template_dir / f"{name}.j2"
+    template_path = component.folder / f"{name}.j2"
     if not template_path.exists():
-        return (component.template_dir / name).read_text()
+        return (component.folder / name).read_text()
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(component.template_dir),
+        loader=jinja2.FileSystemLoader(component.folder),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env.get_template(template_path.name).render(context)
+    return env.get_template(f"{name}.j2").render(context)
 
 
 def _sha(text: str) -> str:

@@ -16,8 +16,9 @@ def say(message: str) -> None:
 
 
 @contextmanager
-def step(message: str) -> Iterator[None]:
-    say(f"→ {message}")
+def step(message: str, estimate: str | None = None) -> Iterator[None]:
+    """`estimate` (e.g. "~30 s") is shown when the step starts, not again beside the time it took."""
+    say(f"→ {message}" + (f" ({estimate})" if estimate else ""))
     started = time.monotonic()
     try:
         yield

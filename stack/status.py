@@ -1,11 +1,12 @@
-"""Status: one row per service with replicas, health and the URL people use to reach it."""
+"""Status: one row per service with replicas, health and the URL that reaches it."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from stack import certs, names, plan, swarm
+from stack import certs, components, names, plan
 from stack.config import Settings
+from stack.swarm import ServiceState, Swarm
 
 
 @dataclass(frozen=True)
@@ -17,43 +18,40 @@ class Row:
     url: str
 
 
-def rows(settings: Settings) -> list[Row]:
+def rows(swarm: Swarm, settings: Settings) -> list[Row]:
     result = []
-    # served: routed to an upstream this mode can run, or nginx itself (the landing page)
-    served = {c.name for c in plan.served(settings)} | {"webserver"}
-    for component in settings.components:
-        host = settings.subdomains.get(component)
-        url = "(internal)" if host is None else settings.url(host) if component in served else "(not served here)"
-        services = swarm.services(names.stack(settings.prefix, component))
+    addresses = plan.addresses(settings)
+    for name in settings.components:
+        component = components.known()[name]
+        services = swarm.services(names.stack(settings.prefix, name))
         if not services:
-            result.append(Row(component, "-", "-", "not deployed", url))
+            result.append(Row(name, "-", "-", "not deployed", addresses[name]))
         for service in services:
-            result.append(_row(component, service, url))
+            # the URL belongs to the service it reaches (the entrance's: all of them); the others serve nothing
+            reached = component.entrance or service.short == plan.serving_service(component)
+            url = addresses[name] if reached or addresses[name] == plan.INTERNAL else "-"
+            result.append(_row(name, service, url))
     return result
 
 
-def _row(component: str, service, url: str) -> Row:
-    tasks = swarm.tasks(service)
-    short = service.spec.name.removeprefix(f"{service.spec.labels.get(swarm.NAMESPACE_LABEL)}_")
-    if swarm.is_job(service):
-        state = tasks[0].status.state if tasks else "pending"
-        return Row(component, short, "job", {"complete": "completed"}.get(state, state), "-")
-    have = swarm.running(tasks)
-    want = swarm.desired_replicas(service)
-    want = want if want is not None else max(have, 1)
-    update = (service.update_status.state if service.update_status else None) or ""
+def _row(component: str, service: ServiceState, url: str) -> Row:
+    if service.job:
+        state = service.job_state or "pending"
+        return Row(component, service.short, "job", "completed" if state == "complete" else state, "-")
+    want = service.replicas if service.replicas is not None else max(service.running, 1)
+    update = service.update_state or ""
     if update in {"updating", "rollback_started"}:
         health = update.replace("_", " ")
-    elif have >= want:
+    elif service.running >= want:
         health = "healthy" if update != "rollback_completed" else "healthy (last update rolled back)"
     else:
-        health = "starting" if have else "down"
-    return Row(component, short, f"{have}/{want}", health, url)
+        health = "starting" if service.running else "down"
+    return Row(component, service.short, f"{service.running}/{want}", health, url)
 
 
-def as_json(settings: Settings) -> dict[str, object]:
+def as_json(swarm: Swarm, settings: Settings) -> dict[str, object]:
     ca = certs.ca_path(settings)
-    services = rows(settings)
+    services = rows(swarm, settings)
     return {
         "domain": settings.domain,
         "prefix": settings.prefix,

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
 import psycopg
-from psycopg import sql
 
 SCHEMA_SQL = """
 CREATE SCHEMA IF NOT EXISTS quality;
@@ -25,7 +22,16 @@ CREATE OR REPLACE VIEW quality.latest AS
     SELECT DISTINCT ON (table_name, dimension, check_name) *
     FROM quality.results ORDER BY table_name, dimension, check_name, checked_at DESC, id DESC;
 """
-READERS_ENV = "SAWMILL_WAREHOUSE_READERS"  # the platform's readers (db_connect, ...), space separated
+# The platform's init job (stack/postgres/init.sh) makes every warehouse reader, and every request role that reads
+# (db_connect's api_reader, api_writer), a member of this group role: granting to it reaches them all, including
+# readers added later, without this job knowing their names or running again.
+READER_GROUP = "warehouse_reader"
+GRANTS_SQL = f"""
+GRANT USAGE ON SCHEMA quality TO {READER_GROUP};
+GRANT SELECT ON ALL TABLES IN SCHEMA quality TO {READER_GROUP};
+-- no FOR ROLE: tables this role (the schema's owner) creates in quality later are readable too
+ALTER DEFAULT PRIVILEGES IN SCHEMA quality GRANT SELECT ON TABLES TO {READER_GROUP};
+"""
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
@@ -33,12 +39,8 @@ def ensure_schema(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('parse_sources.quality'))")
         conn.execute(SCHEMA_SQL)
-        for reader in os.environ.get(READERS_ENV, "").split():
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (reader,)).fetchone():
-                conn.execute(sql.SQL("GRANT USAGE ON SCHEMA quality TO {}").format(sql.Identifier(reader)))
-                conn.execute(
-                    sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA quality TO {}").format(sql.Identifier(reader))
-                )
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_GROUP,)).fetchone():
+            conn.execute(GRANTS_SQL)
 
 
 def store(

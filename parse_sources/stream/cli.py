@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from parse_sources.schema import Table
 from parse_sources.stream import sources
+from parse_sources.stream.clients import client_config
 from parse_sources.stream.producer import RecordProducer, producer_config
 from parse_sources.stream.sink import SinkConfig, run_sink
 from parse_sources.stream.topics import TopicSpec, ensure_topics
@@ -128,17 +129,19 @@ def _sink(args: argparse.Namespace) -> int:
 
 def _topics(args: argparse.Namespace) -> int:
     specs = [TopicSpec.from_mapping(name, spec, args.brokers) for name, spec in json.loads(args.spec).items()]
-    admin = AdminClient({"bootstrap.servers": args.bootstrap_servers})
+    admin = AdminClient(client_config(args.bootstrap_servers))
     deadline = time.monotonic() + args.wait
     while True:
         try:
             changes = ensure_topics(admin, specs)
             break
         except Exception as exc:  # the broker may still be starting: retry until the deadline
+            admin.poll(0)  # librdkafka's log lines (e.g. why the broker cannot be reached), rate-limited
             if time.monotonic() > deadline:
                 raise
             log.info("cluster not ready (%s); retrying", exc)
             time.sleep(2)
+    admin.poll(0)
     for change in changes:
         log.info("%s", change)
     log.info("%d topics declared, %d changes", len(specs), len(changes))

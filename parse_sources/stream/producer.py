@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from parse_sources.stream import envelope
+from parse_sources.stream.clients import client_config
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class DeliveryReport:
 def producer_config(bootstrap_servers: str, max_queued: int = 100_000, **overrides: Any) -> dict[str, Any]:
     """Idempotent (no duplicates or reordering on retries, acks from all in-sync replicas), small batches."""
     return {
-        "bootstrap.servers": bootstrap_servers,
+        **client_config(bootstrap_servers),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,

@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 
 from parse_sources.schema import Schema, Table
 from parse_sources.stream import staging
+from parse_sources.stream.clients import client_config
 from parse_sources.stream.database import connect
 from parse_sources.stream.writer import BatchResult, TableWriter
 
@@ -65,7 +66,7 @@ class SinkStats:
 
 def consumer_config(config: SinkConfig) -> dict[str, Any]:
     return {
-        "bootstrap.servers": config.bootstrap_servers,
+        **client_config(config.bootstrap_servers),
         "group.id": config.group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

@@ -5,12 +5,28 @@
 #   PGHOST (postgres)  PGPORT (5432)  POSTGRES_USER (postgres)  POSTGRES_PASSWORD_FILE (superuser password)
 #   SAWMILL_SERVICES           e.g. "db_connect airflow metabase": each gets a LOGIN role and a database
 #                              of the same name owned by it; password from /run/secrets/<name>_db_password
-#   SAWMILL_WAREHOUSE_READERS  roles that may read schema consumption of database warehouse
+#   SAWMILL_WAREHOUSE_READERS  roles that may read schema consumption of database warehouse; members of
+#                              warehouse_reader
 #   SAWMILL_WAREHOUSE_WRITERS  roles that may create in schemas raw, curated, consumption of warehouse
-#   SAWMILL_API_AUTHENTICATOR  e.g. "db_connect": gets NOINHERIT and membership of the NOLOGIN roles
-#                              api_anon, api_reader, api_writer (what its requests SET ROLE to), the
-#                              schema db_connect in warehouse, and an event trigger that NOTIFYs it on DDL
+#   SAWMILL_AUTHENTICATORS     space-separated "name:role1,role2,..." entries, e.g.
+#                              "db_connect:api_anon,api_reader,api_writer". Each name is a login role (list it in
+#                              SAWMILL_SERVICES) whose clients' requests SET ROLE to one of its request roles. It gets
+#                              NOINHERIT, CONNECT on warehouse, membership of its request roles (NOLOGIN, created if
+#                              missing; they INHERIT, so a request role has what its groups have), the schema
+#                              <name> in warehouse owned by it, and the event triggers <name>_schema_changed and
+#                              <name>_schema_dropped, which NOTIFY channel <name> ('reload schema') on DDL in warehouse.
+#                              A request role's rights in schema consumption follow from its name (the same rule for
+#                              every authenticator), on current tables and on those the superuser or a writer creates:
+#                                writer, *_writer  USAGE; SELECT, INSERT, UPDATE, DELETE; USAGE on sequences;
+#                                                  TEMPORARY on warehouse; member of warehouse_reader
+#                                reader, *_reader  USAGE; SELECT; member of warehouse_reader
+#                                any other         USAGE only (e.g. api_anon: it reads what is granted to it by hand)
 #   SAWMILL_INIT_TIMEOUT       seconds to wait for the server (120)
+#
+# warehouse_reader is a NOLOGIN group role made here: every reader and every reader or writer request role is a
+# member (request roles INHERIT, so it works through a NOINHERIT authenticator's SET ROLE). Whoever creates a schema
+# beyond consumption (e.g. the quality jobs' schema quality) grants reading it to warehouse_reader, without a list
+# of readers: readers added later can read it at once. Nothing is revoked from roles no longer listed.
 #
 # Passwords reach psql only through the environment (\getenv), never argv, output or `set -x`.
 set -euf  # -f: names from the environment must never be glob-expanded
@@ -27,8 +43,9 @@ SECRETS=/run/secrets
 SERVICES=${SAWMILL_SERVICES:-}
 READERS=${SAWMILL_WAREHOUSE_READERS:-}
 WRITERS=${SAWMILL_WAREHOUSE_WRITERS:-}
-API=${SAWMILL_API_AUTHENTICATOR:-}
+AUTHENTICATORS=${SAWMILL_AUTHENTICATORS:-}
 WAREHOUSE=warehouse
+GROUP_READER=warehouse_reader
 SCHEMAS="raw curated consumption"
 
 log() { printf 'sawmill-init: %s\n' "$*"; }
@@ -50,6 +67,32 @@ valid_name() {
     esac
     [ "${#1}" -le 63 ] || die "invalid role name '$1' (longer than 63 characters)"
     [ "$1" != "$PGUSER" ] || die "'$1' is the superuser; it cannot be a service role"
+    [ "$1" != "$GROUP_READER" ] || die "'$1' is reserved (the group role of every warehouse reader)"
+}
+
+# request_roles ENTRY: an SAWMILL_AUTHENTICATORS entry "name:role1,role2" checked; AUTH=name, ROLES="role1 role2".
+request_roles() {
+    case "$1" in
+        *:*:*) die "invalid SAWMILL_AUTHENTICATORS entry '$1' (more than one ':')" ;;
+        *:*) ;;
+        *) die "invalid SAWMILL_AUTHENTICATORS entry '$1' (expected name:role1,role2,...)" ;;
+    esac
+    AUTH=${1%%:*}
+    _roles=${1#*:}
+    valid_name "$AUTH"
+    # <name>_schema_changed must fit in 63 characters, or Postgres would truncate it
+    [ "${#AUTH}" -le 48 ] || die "invalid authenticator name '$AUTH' (longer than 48 characters)"
+    case "$_roles" in
+        '' | ,* | *, | *,,*) die "invalid SAWMILL_AUTHENTICATORS entry '$1' (empty request role)" ;;
+    esac
+    ROLES=$(printf '%s' "$_roles" | tr ',' ' ')
+    for _r in $ROLES; do
+        valid_name "$_r"
+        [ "$_r" != "$AUTH" ] || die "authenticator $AUTH cannot be its own request role"
+        for _s in $SERVICES; do
+            [ "$_r" != "$_s" ] || die "request role $_r of $AUTH is a service (login) role"
+        done
+    done
 }
 
 # query DB [psql args] <SQL : one unaligned value per line into RESULT; dies on error.
@@ -76,7 +119,8 @@ SQL
     [ "$RESULT" = 1 ]
 }
 
-for n in $SERVICES $READERS $WRITERS $API; do valid_name "$n"; done
+for n in $SERVICES $READERS $WRITERS; do valid_name "$n"; done
+for entry in $AUTHENTICATORS; do request_roles "$entry"; done
 
 if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
     read_secret "$POSTGRES_PASSWORD_FILE"
@@ -194,6 +238,11 @@ done
 for n in $READERS $WRITERS; do
     role_exists "$n" || die "warehouse role $n does not exist (list it in SAWMILL_SERVICES)"
 done
+run "group role $GROUP_READER" postgres -1 -v g="$GROUP_READER" <<'SQL'
+SELECT format('CREATE ROLE %I NOLOGIN', :'g') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'g') \gexec
+ALTER ROLE :"g" NOLOGIN;
+SQL
+log "group role $GROUP_READER: NOLOGIN; what is granted to it reaches every reader"
 for w in $WRITERS; do
     run "grant warehouse write to $w" "$WAREHOUSE" -1 -v d="$WAREHOUSE" -v w="$w" <<'SQL'
 GRANT CONNECT, CREATE, TEMPORARY ON DATABASE :"d" TO :"w";
@@ -201,50 +250,79 @@ GRANT USAGE, CREATE ON SCHEMA raw, curated, consumption TO :"w";
 SQL
     log "writer $w: CONNECT, CREATE, TEMPORARY on $WAREHOUSE; USAGE, CREATE on raw, curated, consumption"
 done
+# Tables that the writers (or the superuser) create in consumption later get the same grants as today's.
+OWNERS=$(printf '%s ' "$PGUSER" $WRITERS)
 for r in $READERS; do
-    # Tables that the writers (or the superuser) create in consumption later are readable too.
-    for owner in "$PGUSER" $WRITERS; do
-        run "default privileges for $r on tables of $owner" "$WAREHOUSE" -v o="$owner" -v r="$r" <<'SQL'
-ALTER DEFAULT PRIVILEGES FOR ROLE :"o" IN SCHEMA consumption GRANT SELECT ON TABLES TO :"r";
-SQL
-    done
-    run "grant warehouse read to $r" "$WAREHOUSE" -1 -v d="$WAREHOUSE" -v r="$r" <<'SQL'
+    run "grant warehouse read to $r" "$WAREHOUSE" -1 -v d="$WAREHOUSE" -v r="$r" -v g="$GROUP_READER" \
+        -v owners="$OWNERS" <<'SQL'
+SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA consumption GRANT SELECT ON TABLES TO %I', o, :'r')
+FROM unnest(string_to_array(trim(:'owners'), ' ')) AS o \gexec
 GRANT CONNECT ON DATABASE :"d" TO :"r";
 GRANT USAGE ON SCHEMA consumption TO :"r";
 GRANT SELECT ON ALL TABLES IN SCHEMA consumption TO :"r";
+GRANT :"g" TO :"r";
 SQL
-    log "reader $r: CONNECT on $WAREHOUSE; SELECT on all current and future tables in consumption"
+    log "reader $r: CONNECT on $WAREHOUSE; SELECT on current and future tables in consumption; in $GROUP_READER"
 done
 
-# --- REST API roles ------------------------------------------------------------------------------
-if [ -n "$API" ]; then
-    role_exists "$API" || die "API authenticator $API does not exist (list it in SAWMILL_SERVICES)"
-    run "API roles for $API" "$WAREHOUSE" -1 -v a="$API" -v d="$WAREHOUSE" <<'SQL'
-SELECT format('CREATE ROLE %I NOLOGIN', r) FROM unnest(ARRAY['api_anon', 'api_reader', 'api_writer']) AS r
+# --- authenticators and their request roles ------------------------------------------------------
+for entry in $AUTHENTICATORS; do
+    request_roles "$entry"
+    a=$AUTH
+    role_exists "$a" || die "authenticator $a does not exist (list it in SAWMILL_SERVICES)"
+    run "request roles of $a" "$WAREHOUSE" -1 -v a="$a" -v d="$WAREHOUSE" -v roles="$ROLES" <<'SQL'
+SELECT format('CREATE ROLE %I NOLOGIN', r) FROM unnest(string_to_array(:'roles', ' ')) AS r
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \gexec
 ALTER ROLE :"a" NOINHERIT;
-GRANT api_anon, api_reader, api_writer TO :"a";
-GRANT USAGE ON SCHEMA consumption TO api_anon, api_reader, api_writer;
-GRANT SELECT ON ALL TABLES IN SCHEMA consumption TO api_reader, api_writer;
-GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA consumption TO api_writer;
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA consumption TO api_writer;
-GRANT TEMPORARY ON DATABASE :"d" TO api_writer;
-CREATE SCHEMA IF NOT EXISTS db_connect AUTHORIZATION :"a";
-CREATE OR REPLACE FUNCTION db_connect.notify_ddl() RETURNS event_trigger LANGUAGE plpgsql AS
-$$ BEGIN NOTIFY db_connect, 'reload schema'; END $$;
-SELECT 'CREATE EVENT TRIGGER db_connect_schema_changed ON ddl_command_end EXECUTE FUNCTION db_connect.notify_ddl()'
-WHERE NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'db_connect_schema_changed') \gexec
-SELECT 'CREATE EVENT TRIGGER db_connect_schema_dropped ON sql_drop EXECUTE FUNCTION db_connect.notify_ddl()'
-WHERE NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'db_connect_schema_dropped') \gexec
+GRANT CONNECT ON DATABASE :"d" TO :"a";
+SELECT format('GRANT %I TO %I', r, :'a') FROM unnest(string_to_array(:'roles', ' ')) AS r \gexec
 SQL
-    for owner in "$PGUSER" $WRITERS; do
-        run "default API privileges on tables of $owner" "$WAREHOUSE" -1 -v o="$owner" <<'SQL'
-ALTER DEFAULT PRIVILEGES FOR ROLE :"o" IN SCHEMA consumption GRANT SELECT ON TABLES TO api_reader, api_writer;
-ALTER DEFAULT PRIVILEGES FOR ROLE :"o" IN SCHEMA consumption GRANT INSERT, UPDATE, DELETE ON TABLES TO api_writer;
-ALTER DEFAULT PRIVILEGES FOR ROLE :"o" IN SCHEMA consumption GRANT USAGE ON SEQUENCES TO api_writer;
+    summary=
+    for r in $ROLES; do
+        # The rule in the header: a role's name says what it may do in consumption.
+        case "$r" in
+            writer | *_writer) reads=on writes=on what="reads and writes consumption, member of $GROUP_READER" ;;
+            reader | *_reader) reads=on writes=off what="reads consumption, member of $GROUP_READER" ;;
+            *) reads=off writes=off what="USAGE on consumption only" ;;
+        esac
+        run "grants of request role $r" "$WAREHOUSE" -1 -v d="$WAREHOUSE" -v r="$r" -v g="$GROUP_READER" \
+            -v owners="$OWNERS" -v reads="$reads" -v writes="$writes" <<'SQL'
+GRANT USAGE ON SCHEMA consumption TO :"r";
+\if :reads
+SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA consumption GRANT SELECT ON TABLES TO %I', o, :'r')
+FROM unnest(string_to_array(trim(:'owners'), ' ')) AS o \gexec
+GRANT SELECT ON ALL TABLES IN SCHEMA consumption TO :"r";
+GRANT :"g" TO :"r";
+ALTER ROLE :"r" INHERIT;
+\endif
+\if :writes
+SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA consumption GRANT INSERT, UPDATE, DELETE ON TABLES TO %I',
+              o, :'r')
+FROM unnest(string_to_array(trim(:'owners'), ' ')) AS o \gexec
+SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA consumption GRANT USAGE ON SEQUENCES TO %I', o, :'r')
+FROM unnest(string_to_array(trim(:'owners'), ' ')) AS o \gexec
+GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA consumption TO :"r";
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA consumption TO :"r";
+GRANT TEMPORARY ON DATABASE :"d" TO :"r";
+\endif
 SQL
+        log "request role $r of $a: $what"
+        summary="$summary${summary:+, }$r"
     done
-    log "API authenticator $API: may SET ROLE api_anon, api_reader, api_writer; DDL in $WAREHOUSE notifies it"
-fi
+    # Schema, function, channel and triggers are named after the authenticator (db_connect: schema db_connect,
+    # channel db_connect, triggers db_connect_schema_changed and db_connect_schema_dropped).
+    run "schema and DDL notifications of $a" "$WAREHOUSE" -1 -v a="$a" <<'SQL'
+CREATE SCHEMA IF NOT EXISTS :"a" AUTHORIZATION :"a";
+SELECT format('CREATE OR REPLACE FUNCTION %I.notify_ddl() RETURNS event_trigger LANGUAGE plpgsql AS '
+              '$body$ BEGIN NOTIFY %I, ''reload schema''; END $body$', :'a', :'a') \gexec
+SELECT format('CREATE EVENT TRIGGER %I ON ddl_command_end EXECUTE FUNCTION %I.notify_ddl()', t, :'a')
+FROM (SELECT :'a' || '_schema_changed') AS n (t)
+WHERE NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = t) \gexec
+SELECT format('CREATE EVENT TRIGGER %I ON sql_drop EXECUTE FUNCTION %I.notify_ddl()', t, :'a')
+FROM (SELECT :'a' || '_schema_dropped') AS n (t)
+WHERE NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = t) \gexec
+SQL
+    log "authenticator $a: NOINHERIT, may SET ROLE $summary; DDL in $WAREHOUSE notifies channel $a"
+done
 
 log "done"

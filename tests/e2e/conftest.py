@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from python_on_whales import docker
 
-from stack import http, secrets
-from stack.components import COMPONENTS
+from stack import components, http
+from stack.swarm import DockerSwarm
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = os.environ.get("SAWMILL_E2E_PREFIX", "sawmille2e")
@@ -79,8 +79,8 @@ def running_container(service: str) -> str:
 
 def prefixed_objects(prefix: str = PREFIX) -> list[str]:
     label = {"label": f"sawmill.prefix={prefix}"}
-    stack_label = [[("label", f"com.docker.stack.namespace={prefix}_{c}")] for c in COMPONENTS]
-    found = [s.spec.name for s in secrets.listed(label)]
+    stack_label = [[("label", f"com.docker.stack.namespace={prefix}_{c}")] for c in components.known()]
+    found = DockerSwarm().secrets({"sawmill.prefix": prefix})
     found += [c.spec.name for c in docker.config.list(filters=label)]
     found += [n.name for n in docker.network.list(filters=[("name", f"{prefix}_")])]
     for selector in stack_label:

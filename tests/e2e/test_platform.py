@@ -11,6 +11,7 @@ import json
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,10 +20,11 @@ import pytest
 from cryptography import x509
 from python_on_whales import docker
 
-from stack import cli, secrets
 from stack import http as https
+from stack import swarm as swarm_module
+from stack.swarm import DockerSwarm
 
-from .conftest import HTTP_PORT, HTTPS_PORT, PREFIX, Platform, running_container
+from .conftest import HTTP_PORT, HTTPS_PORT, PREFIX, ROOT, Platform, running_container
 
 pytestmark = pytest.mark.e2e
 
@@ -151,10 +153,12 @@ def test_secrets_appear_in_no_rendered_file_service_spec_or_log(platform: Platfo
 def test_a_secret_reads_back_byte_for_byte_through_no_log(platform: Platform) -> None:
     """The reader is a one-shot service without a log driver; the value comes back through `docker exec`."""
     name, value = f"{PREFIX}_e2e_probe", b"first line\n\ttab, backslash \\, trailing newline\n"
-    secrets.create(name, value, PREFIX)
+    swarm = DockerSwarm()
+    swarm.create_secret(name, value, {"sawmill.prefix": PREFIX})
     readers: dict[str, str] = {}  # one-shot services of the prefix seen while reading: name -> log driver
     result: dict[str, bytes] = {}
-    reading = threading.Thread(target=lambda: result.update(value=secrets.read(name, reader_image(), PREFIX)))
+    labels = {"sawmill.prefix": PREFIX}
+    reading = threading.Thread(target=lambda: result.update(value=swarm.read_secret(name, reader_image(), labels)))
     reading.start()
     try:
         while reading.is_alive():
@@ -170,7 +174,7 @@ def test_a_secret_reads_back_byte_for_byte_through_no_log(platform: Platform) ->
             time.sleep(0.05)
     finally:
         reading.join()
-        secrets.remove(secrets.listed({"name": name}))
+        swarm.remove_secrets([name])
     assert result["value"] == value
     assert readers and set(readers.values()) == {"none"}
     assert not [s for s in docker.service.list() if s.spec.name in readers], "the reader service is removed"
@@ -187,7 +191,48 @@ def test_bad_config_changes_nothing_and_names_the_key(platform: Platform) -> Non
     assert "domain (env SAWMILL_DOMAIN)" in result.stderr
     result = platform.deploy("up", "spark", check=False)
     assert result.returncode == 2 and "unknown component(s) spark" in result.stderr
+    # an address no certificate can name for every subdomain: refused before any service or certificate moves
+    result = platform.deploy("up", check=False, SAWMILL_DOMAIN="127.0.0.1")
+    assert result.returncode == 2 and "'127.0.0.1' is an IP address" in result.stderr
     assert service_versions() == before
+    assert platform.get("api.localhost", "/health").status == 200
+
+
+def test_two_concurrent_ups_take_turns_through_the_deploy_lock(platform: Platform) -> None:
+    """Two terminals (or CI jobs) run the same change at once: one deploys, the other waits, then has nothing
+    left to do."""
+    env = platform.env | {"SAWMILL_DB_CONNECT__REPLICAS": "3"}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "deploy.py", "up", "db_connect"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=600)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    waited = [out for out in outputs if "for the deploy lock, held by" in out]
+    assert len(waited) == 1, outputs
+    assert "db_connect: unchanged" in waited[0]
+    assert sum("deploying db_connect" in out for out in outputs) == 1
+    assert docker.service.inspect(f"{PREFIX}_db_connect_api").spec.mode["Replicated"]["Replicas"] == 3
+    assert "free" in platform.deploy("lock", "status").stdout
+    platform.deploy("up", "db_connect")  # back to the platform's 2 replicas
+
+
+def test_a_hand_made_change_is_shown_by_plan_and_undone_by_up(platform: Platform) -> None:
+    subprocess.run(["docker", "service", "scale", "-d", f"{PREFIX}_db_connect_api=1"], check=True, capture_output=True)
+    shown = platform.deploy("plan").stdout
+    assert "db_connect: changed by hand since it was deployed" in shown
+    assert "api: replicas 1 running, 2 planned" in shown
+    result = platform.deploy("up", "db_connect")
+    assert "db_connect was changed by hand, putting it back" in result.stderr
+    assert docker.service.inspect(f"{PREFIX}_db_connect_api").spec.mode["Replicated"]["Replicas"] == 2
+    assert "db_connect: unchanged" in platform.deploy("plan").stdout
 
 
 def test_a_second_up_updates_no_service_and_builds_nothing(platform: Platform) -> None:
@@ -220,9 +265,9 @@ def test_logs_show_a_components_recent_lines(platform: Platform) -> None:
 def test_logs_fall_back_to_this_nodes_containers_when_swarm_gives_no_answer(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "SERVICE_LOGS_TIMEOUT_S", 0.001)  # as if `docker service logs` hung
-    logs = cli._service_logs(f"{PREFIX}_db_connect_api", 20)
-    assert logs.startswith("(docker service logs gave no answer in 0.001 s; this node's containers instead)")
+    monkeypatch.setattr(swarm_module, "SERVICE_LOGS_TIMEOUT_S", 0.001)  # as if `docker service logs` hung
+    logs = DockerSwarm().logs(f"{PREFIX}_db_connect_api", 20)
+    assert logs.startswith("(docker service logs gave no answer in 0.001 s; this node's containers)")
     assert "Application startup complete" in logs
 
 

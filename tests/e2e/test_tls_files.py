@@ -18,7 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from python_on_whales import docker
 
-from stack import http, secrets
+from stack import http
+from stack.swarm import DockerSwarm
 from tests.e2e.conftest import PREFIX, Platform, deployed
 from tests.unit.test_tls_files import leaf_pair
 
@@ -67,7 +68,7 @@ def stored_pairs(prefix: str) -> tuple[list[str], list[str]]:
     """Names of the certificate configs and key secrets the platform holds."""
     label = {"label": f"sawmill.prefix={prefix}"}
     configs = [c.spec.name for c in docker.config.list(filters=label) if "_tls_crt_" in c.spec.name]
-    keys = [s.spec.name for s in secrets.listed(label) if "_tls_key_" in s.spec.name]
+    keys = [name for name in DockerSwarm().secrets({"sawmill.prefix": prefix}) if "_tls_key_" in name]
     return configs, keys
 
 

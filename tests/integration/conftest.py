@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,13 @@ def as_postgres_user(argv: list[str]) -> list[str]:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
+    with running_postgres() as server:
+        yield server
+
+
+@contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A new cluster, stopped and deleted on exit. Tests share `postgres`; a test owning a whole cluster uses this."""
     initdb = PG_BIN / "initdb"
     if not initdb.exists():
         pytest.fail(
@@ -256,6 +264,8 @@ def warehouse(postgres: PostgresServer) -> Iterator[str]:
 
 
 # --- db_connect: a warehouse with the authenticator and API roles the platform's init job creates ---
+# (by hand here, in a database of its own on the shared server; tests/integration/test_postgres_init.py runs the init
+# job itself, on a cluster of its own, since it owns the database `warehouse` and cluster-wide roles)
 
 DB_CONNECT_PASSWORD = "db-connect-password-9a1e"
 DB_CONNECT_API_KEY = "test-api-key-5f0c2b"

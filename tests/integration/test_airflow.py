@@ -16,8 +16,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from stack import images
-from stack.components import COMPONENTS
+from stack import components, images
 from stack.config import load_settings
 from tests.integration.conftest import PostgresServer
 
@@ -32,7 +31,7 @@ print(json.dumps({"errors": bag.import_errors, "dags": {d: sorted(bag.dags[d].ta
 
 @pytest.fixture(scope="session")
 def airflow_image() -> str:
-    ref = images.ref(COMPONENTS["airflow"].images[0], load_settings(images="local"))
+    ref = images.ref(components.known()["airflow"].images[0], load_settings(images="local"))
     images.ensure([ref])
     return ref.ref
 

@@ -89,16 +89,21 @@ def test_consistency_notices_rows_lost_between_zones(flights: str) -> None:
     assert outcome.detail.startswith("distinct keys in raw (not quarantined) 499, curated 498, consumption 498")
 
 
-def test_quality_results_are_readable_by_the_platforms_readers(
-    flights: str, postgres, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_quality_results_are_readable_by_the_platforms_readers(flights: str, postgres) -> None:
+    # as stack/postgres/init.sh leaves it: a reader is a member of the group role warehouse_reader
+    postgres.execute("DO $$ BEGIN CREATE ROLE warehouse_reader NOLOGIN; EXCEPTION WHEN duplicate_object THEN END $$")
     postgres.execute(
         "DO $$ BEGIN CREATE ROLE quality_reader LOGIN PASSWORD 'r'; EXCEPTION WHEN duplicate_object THEN END $$"
     )
+    postgres.execute("GRANT warehouse_reader TO quality_reader")
     dbname = psycopg.conninfo.conninfo_to_dict(flights)["dbname"]
     postgres.execute(f'GRANT CONNECT ON DATABASE "{dbname}" TO quality_reader')
-    monkeypatch.setenv("SAWMILL_WAREHOUSE_READERS", "quality_reader")
     with psycopg.connect(flights) as conn:
         suites.run(conn, dataclasses.replace(suites.FLIGHTS, checks=suites.FLIGHTS.checks[:1]), run_id="run-3")
+        # a table the quality job creates in quality later is readable too (default privileges)
+        conn.execute("CREATE TABLE quality.later (n int)")
+        conn.execute("INSERT INTO quality.later VALUES (1)")
+        conn.commit()
     with psycopg.connect(postgres.dsn(dbname, user="quality_reader", password="r")) as conn:
         assert conn.execute("SELECT run_id, passed FROM quality.latest").fetchall() == [("run-3", True)]
+        assert conn.execute("SELECT n FROM quality.later").fetchall() == [(1,)]

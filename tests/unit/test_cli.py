@@ -8,6 +8,7 @@ import pytest
 
 from stack import cli, plan, teardown
 from stack.config import ConfigError, load_settings
+from tests.unit.fake_swarm import FakeSwarm
 
 
 def touching_nothing(*_: object, **__: object) -> None:
@@ -27,7 +28,8 @@ def test_a_component_taken_out_of_the_config_can_still_be_taken_down(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     removed: list[list[str]] = []
-    monkeypatch.setattr(teardown, "down", lambda _settings, selected, volumes: removed.append(selected))
+    monkeypatch.setattr(cli, "connect", FakeSwarm)
+    monkeypatch.setattr(teardown, "down", lambda _swarm, _settings, selected, volumes: removed.append(selected))
     monkeypatch.setenv("SAWMILL_COMPONENTS", "postgres,db_connect")
     assert cli.main(["down", "kafka"]) == 0
     assert removed == [["kafka"]]

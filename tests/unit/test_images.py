@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stack import images
-from stack.components import Image
+from stack.component import Image
 from stack.config import Settings
 
 

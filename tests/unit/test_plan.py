@@ -65,9 +65,10 @@ def test_secrets_are_external_references_and_no_value_is_rendered(rendered: plan
     assert postgres["environment"]["SAWMILL_SERVICES"] == "db_connect kafka airflow"
     assert postgres["environment"]["SAWMILL_WAREHOUSE_READERS"] == "db_connect"
     assert postgres["environment"]["SAWMILL_WAREHOUSE_WRITERS"] == "kafka airflow"
+    assert postgres["environment"]["SAWMILL_AUTHENTICATORS"] == "db_connect:api_anon,api_reader,api_writer"
+    # grants live with Postgres: adding a reader re-renders no other stack
     scheduler = stack_of(rendered, "airflow")["services"]["scheduler"]
-    # the quality results are read through db_connect, whose requests run as its request roles
-    assert scheduler["environment"]["SAWMILL_WAREHOUSE_READERS"] == "db_connect api_reader api_writer"
+    assert not [key for key in scheduler["environment"] if "READERS" in key]
 
 
 def test_postgres_is_pinned_to_the_node_holding_its_volume(rendered: plan.Plan) -> None:

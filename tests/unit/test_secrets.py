@@ -6,6 +6,7 @@ import stat
 import threading
 
 from stack import secrets
+from stack.fifo import fifo
 
 
 def test_generated_values_are_32_random_alphanumerics() -> None:
@@ -15,7 +16,7 @@ def test_generated_values_are_32_random_alphanumerics() -> None:
 
 
 def test_the_fifo_hands_over_the_value_without_a_regular_file() -> None:
-    with secrets.fifo(b"s3cret") as path:
+    with fifo(b"s3cret") as path:
         assert stat.S_ISFIFO(path.stat().st_mode)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert path.read_bytes() == b"s3cret"
@@ -24,7 +25,7 @@ def test_the_fifo_hands_over_the_value_without_a_regular_file() -> None:
 
 def test_an_unread_fifo_does_not_hang_the_caller() -> None:
     def unread() -> None:
-        with secrets.fifo(b"never read") as path:
+        with fifo(b"never read") as path:
             assert path.exists()
 
     caller = threading.Thread(target=unread, daemon=True)

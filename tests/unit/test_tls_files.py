@@ -200,7 +200,7 @@ def test_a_bad_file_stops_the_plan_but_not_the_commands_that_need_no_certificate
 ) -> None:
     files_mode(monkeypatch, tmp_path / "renewed-elsewhere.crt", tmp_path / "renewed-elsewhere.key")
     settings = load_settings()  # what down, status, logs and secrets need
-    assert "api" in {c.subdomain for c in plan.served(settings)}
+    assert plan.addresses(settings)["db_connect"] == "https://api.example.com/"
     with pytest.raises(ConfigError, match=r"certificate_file \(env SAWMILL_CERTIFICATE_FILE\): cannot read"):
         plan.make_plan(settings)
 
