@@ -64,3 +64,37 @@ def test_a_build_dir_sawmill_wrote_is_rendered_again(isolated_env: Path) -> None
     (isolated_env / "build" / "ca.crt").write_text("a CA")
     plan.write_plan(plan.make_plan(load_settings()))
     assert (isolated_env / "build" / "webserver" / "nginx.conf").is_file()
+
+
+def test_status_json_into_a_closed_pipe_ends_quietly(isolated_env: Path) -> None:
+    """`deploy.py status --json | head -1`: the reader leaves early; no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time; sys.path.insert(0, %r)\n"
+        "from stack import cli\nfrom tests.unit.fake_swarm import FakeSwarm\n"
+        "cli.connect = FakeSwarm\ntime.sleep(0.5)\nraise SystemExit(cli.main(['status', '--json']))\n"
+    ) % str(Path(__file__).resolve().parents[2])
+    reader = "true"  # gone before anything is written
+    done = subprocess.run(
+        f"{sys.executable} -c {__import__('shlex').quote(script)} | {reader}; echo ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        cwd=isolated_env,
+    )
+    assert "BrokenPipeError" not in done.stderr
+    assert done.stdout.strip() == "0"
+
+
+def test_a_secret_is_printed_with_a_newline(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    swarm = FakeSwarm(images={"unused"})
+    swarm.secret_values["sawmill_db_connect_api_key"] = b"abc"
+    monkeypatch.setattr(cli, "connect", lambda: swarm)
+    monkeypatch.setattr(cli.images, "ensure", lambda *_: None)
+    assert cli.main(["secrets", "show", "db_connect_api_key"]) == 0
+    assert capsys.readouterr().out == "abc\n"

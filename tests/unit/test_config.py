@@ -139,3 +139,38 @@ def test_a_misspelt_variable_is_pointed_out(
     warnings = capsys.readouterr().err
     assert "SAWMILL_DOMIAN is not a setting and is ignored; did you mean SAWMILL_DOMAIN?" in warnings
     assert "SAWMILL_VENV" not in warnings
+
+
+def test_a_misspelt_key_in_the_file_gets_a_suggestion(isolated_env: Path) -> None:
+    (isolated_env / "sawmill.toml").write_text('domian = "example.com"\n[db_connect]\nreplica = 3\n')
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert "domian (env SAWMILL_DOMIAN): not a setting here; did you mean domain?" in str(error.value)
+    assert "db_connect.replica (env SAWMILL_DB_CONNECT__REPLICA): not a setting here; did you mean replicas?" in str(
+        error.value
+    )
+
+
+def test_a_list_items_error_names_the_variable_that_can_set_it(isolated_env: Path) -> None:
+    (isolated_env / "sawmill.toml").write_text('[[kafka.sinks]]\ntopic = "t"\ntable = "raw.t"\nreplicas = 0\n')
+    with pytest.raises(ConfigError, match=r"kafka.sinks.0.replicas \(env SAWMILL_KAFKA__SINKS, a JSON list\)"):
+        load_settings()
+
+
+def test_a_component_named_twice_is_refused(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAWMILL_COMPONENTS", "postgres,db_connect,postgres")
+    with pytest.raises(ConfigError, match="postgres listed twice"):
+        load_settings()
+
+
+@pytest.mark.parametrize("domain", ["127.0.0.1", "10.0.0.7"])
+def test_an_ip_address_is_no_domain(isolated_env: Path, monkeypatch: pytest.MonkeyPatch, domain: str) -> None:
+    monkeypatch.setenv("SAWMILL_DOMAIN", domain)
+    with pytest.raises(ConfigError, match=r"domain \(env SAWMILL_DOMAIN\): .* is an IP address"):
+        load_settings()
+
+
+def test_the_swarms_own_ports_cannot_be_published(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAWMILL_HTTPS_PORT", "2377")
+    with pytest.raises(ConfigError, match=r"https_port .*: 2377 is the swarm's manager API"):
+        load_settings()
