@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,17 +71,15 @@ def test_a_build_dir_sawmill_wrote_is_rendered_again(isolated_env: Path) -> None
 
 def test_status_json_into_a_closed_pipe_ends_quietly(isolated_env: Path) -> None:
     """`deploy.py status --json | head -1`: the reader leaves early; no BrokenPipeError traceback."""
-    import subprocess
-    import sys
-
+    root = str(Path(__file__).resolve().parents[2])
     script = (
-        "import sys, time; sys.path.insert(0, %r)\n"
+        f"import sys, time; sys.path.insert(0, {root!r})\n"
         "from stack import cli\nfrom tests.unit.fake_swarm import FakeSwarm\n"
         "cli.connect = FakeSwarm\ntime.sleep(0.5)\nraise SystemExit(cli.main(['status', '--json']))\n"
-    ) % str(Path(__file__).resolve().parents[2])
+    )
     reader = "true"  # gone before anything is written
     done = subprocess.run(
-        f"{sys.executable} -c {__import__('shlex').quote(script)} | {reader}; echo ${{PIPESTATUS[0]}}",
+        f"{sys.executable} -c {shlex.quote(script)} | {reader}; echo ${{PIPESTATUS[0]}}",
         shell=True,
         executable="/bin/bash",
         capture_output=True,
