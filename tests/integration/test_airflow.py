@@ -18,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from stack import components, images
 from stack.config import load_settings
+from stack.swarm import DockerSwarm
 from tests.integration.conftest import PostgresServer
 
 LIST_DAGS = """
@@ -32,7 +33,7 @@ print(json.dumps({"errors": bag.import_errors, "dags": {d: sorted(bag.dags[d].ta
 @pytest.fixture(scope="session")
 def airflow_image() -> str:
     ref = images.ref(components.known()["airflow"].images[0], load_settings(images="local"))
-    images.ensure([ref])
+    images.ensure(DockerSwarm(), [ref])
     return ref.ref
 
 
