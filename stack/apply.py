@@ -20,6 +20,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from stack import certs, components, drift, images, names, secrets
+from stack.component import Check
 from stack.config import Settings
 from stack.plan import ComponentPlan, Plan, htpasswd_secret, write_plan
 from stack.progress import say, step
@@ -189,20 +190,20 @@ def _start(swarm: Swarm, plan: Plan, cp: ComponentPlan) -> Started | None:
             say(f"✓ {cp.name}: unchanged")
             return None
         say(f"  {cp.name} was changed by hand, putting it back: {'; '.join(changed_by_hand)}")
-    if cp.component.check is not None:
-        with step(f"checking {cp.name}'s rendered files: {' '.join(cp.component.check.command[:2])}"):
-            run_check(swarm, plan, cp)
+    for check in cp.component.checks:
+        files = ", ".join(check.files)
+        with step(f"checking {cp.name}'s {files}: {' '.join(check.command[:2])}"):
+            run_check(swarm, plan, cp, check)
     with step(f"deploying {cp.name} (stack {cp.stack_name})"):
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
         swarm.deploy_stack(cp.stack_name, plan.directory(cp.name) / "stack.yml")
     return Started(cp, since, record)
 
 
-def run_check(swarm: Swarm, plan: Plan, cp: ComponentPlan) -> None:
-    """Run the component's check on its rendered files in a throwaway container (with a throwaway
+def run_check(swarm: Swarm, plan: Plan, cp: ComponentPlan, check: Check) -> None:
+    """Run one of the component's checks on its rendered files in a throwaway container (with a throwaway
     certificate if it needs one), so a file it would refuse never reaches a running service."""
-    check = cp.component.check
-    assert check is not None and cp.images[0].ref is not None
+    assert cp.images[0].ref is not None
     mounts = [Mount(plan.directory(cp.name) / name, target) for name, target in check.files.items()]
     with tempfile.TemporaryDirectory(prefix="sawmill-check-") as tmp:
         if check.tls is not None:
@@ -213,7 +214,9 @@ def run_check(swarm: Swarm, plan: Plan, cp: ComponentPlan) -> None:
         try:
             swarm.run_check(cp.images[0].ref, list(check.command), mounts)
         except CheckFailed as exc:
-            raise DeployError(f"{cp.name}: {' '.join(check.command)} refused the rendered files:\n{exc}") from None
+            raise DeployError(
+                f"{cp.name}: {' '.join(check.command)} refused the rendered {', '.join(check.files)}:\n{exc}"
+            ) from None
 
 
 def _roll_back(swarm: Swarm, started: list[Started], poll_s: float) -> str:

@@ -71,7 +71,7 @@ class Component:
     warehouse: Literal["reader", "writer"] | None = None
     request_roles: tuple[str, ...] = ()  # roles its clients' requests run as (the database makes them)
     config_files: tuple[str, ...] = ()  # templates rendered beside the stack file (sub-folders allowed)
-    check: Check | None = None
+    checks: tuple[Check, ...] = ()  # run on its rendered files before its stack deploys
     pinned: bool = False  # stateful: runs on the node labelled to hold its volumes
     settings: type[BaseModel] | None = None  # its section of the settings, `[<name>]` in sawmill.toml
     db_connections: Callable[[Any], int] | None = None  # Postgres connections it may hold, from the settings

@@ -1,5 +1,6 @@
-"""The webserver: nginx, the platform's only entrance (ports 80 and 443), TLS, one server block per route,
-and a landing page on the bare domain with each component's live health."""
+"""The webserver: the platform's only entrance. A TCP door publishes ports 80 and 443 and passes connections
+to nginx (TLS, one server block per route, a landing page on the bare domain with each component's live
+health), whose replicas roll one by one behind it, so a new certificate or route drops no request."""
 
 from pathlib import Path
 
@@ -13,10 +14,13 @@ COMPONENT = Component(
     images=(Image("webserver", HERE, registry="nginx:1.28.0-bookworm"),),
     route=Route(""),
     entrance=True,
-    config_files=("nginx.conf", "index.html"),
-    check=Check(
-        ("nginx", "-t", "-q", "-c", "/etc/nginx/nginx.conf"),
-        {"nginx.conf": "/etc/nginx/nginx.conf"},
-        tls=("/etc/nginx/tls/tls.crt", "/run/secrets/tls.key"),
+    config_files=("nginx.conf", "index.html", "door.conf"),
+    checks=(
+        Check(
+            ("nginx", "-t", "-q", "-c", "/etc/nginx/nginx.conf"),
+            {"nginx.conf": "/etc/nginx/nginx.conf"},
+            tls=("/etc/nginx/tls/tls.crt", "/run/secrets/tls.key"),
+        ),
+        Check(("nginx", "-t", "-q", "-c", "/etc/nginx/nginx.conf"), {"door.conf": "/etc/nginx/nginx.conf"}),
     ),
 )

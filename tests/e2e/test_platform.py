@@ -108,8 +108,8 @@ def test_nothing_but_the_two_web_ports_is_published(platform: Platform) -> None:
         for p in (s.endpoint.ports or [])
     }
     assert published == {
-        (f"{PREFIX}_webserver_nginx", 80, HTTP_PORT, "host"),
-        (f"{PREFIX}_webserver_nginx", 443, HTTPS_PORT, "host"),
+        (f"{PREFIX}_webserver_door", 80, HTTP_PORT, "host"),
+        (f"{PREFIX}_webserver_door", 443, HTTPS_PORT, "host"),
     }
 
 
@@ -323,6 +323,29 @@ def test_a_rolling_update_of_db_connect_drops_no_request(platform: Platform) -> 
     assert poller.ok > 20
     image = docker.service.inspect(f"{PREFIX}_db_connect_api").spec.task_template.container_spec.image
     assert image.startswith(tag)
+
+
+def test_a_new_certificate_and_a_route_coming_and_going_drop_no_request(platform: Platform) -> None:
+    """Taking Airflow out of the platform and back changes nginx's server blocks and, in local mode, its
+    certificate (one fewer, then one more name): nginx's replicas roll behind the door, which stays put."""
+    door = docker.service.inspect(f"{PREFIX}_webserver_door").version.index
+    with Poller(platform) as poller:
+        first = platform.deploy("up", SAWMILL_COMPONENTS="postgres,db_connect,kafka,webserver")
+        with pytest.raises(OSError):  # no certificate names it now: the handshake is refused
+            platform.get("schedule.localhost", "/", timeout=5)
+        second = platform.deploy("up")
+        time.sleep(2)
+    for result in (first, second):
+        assert "issued a new certificate" in result.stderr and "deploying webserver" in result.stderr
+    assert poller.failed == 0, poller.errors[:5]
+    assert poller.ok > 50
+    assert docker.service.inspect(f"{PREFIX}_webserver_door").version.index == door, "the door was not replaced"
+    assert len(stored_keys()) == 1, "a replaced key is removed once its successor verified"
+    assert platform.get("schedule.localhost", "/api/v2/monitor/health").status == 200
+
+
+def stored_keys() -> list[str]:
+    return [n for n in DockerSwarm().secrets({"sawmill.prefix": PREFIX}) if "_tls_key_" in n]
 
 
 def test_a_release_that_fails_its_health_check_is_rolled_back(platform: Platform) -> None:

@@ -34,8 +34,8 @@ def test_only_nginx_publishes_ports_and_in_host_mode(rendered: plan.Plan) -> Non
         for cp in rendered.components
         for name, svc in stack_of(rendered, cp.name)["services"].items()
     }
-    assert {k for k, ports in published.items() if ports} == {("webserver", "nginx")}
-    ports = published[("webserver", "nginx")]
+    assert {k for k, ports in published.items() if ports} == {("webserver", "door")}
+    ports = published[("webserver", "door")]
     assert [(p["target"], p["published"], p["mode"]) for p in ports] == [(80, 80, "host"), (443, 443, "host")]
 
 
@@ -150,4 +150,4 @@ def test_write_plan_writes_build_dir_and_removes_stale_files(rendered: plan.Plan
     directory.mkdir(parents=True)
     (directory / "stale.conf").write_text("old")
     plan.write_plan(rendered)
-    assert sorted(p.name for p in directory.iterdir()) == ["index.html", "nginx.conf", "stack.yml"]
+    assert sorted(p.name for p in directory.iterdir()) == ["door.conf", "index.html", "nginx.conf", "stack.yml"]
