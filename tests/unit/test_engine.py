@@ -219,3 +219,21 @@ def test_a_component_command_runs_inside_its_service(
     monkeypatch.setattr(cli, "connect", lambda: swarm)
     assert cli.main(["api-keys", "list"]) == 0
     assert ("exec_in", "sawmill_db_connect_api", ("python", "-m", "db_connect", "keys", "list")) in swarm.calls
+
+
+def test_plan_says_what_up_would_do_and_changes_nothing(
+    swarm: FakeSwarm, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "connect", lambda: swarm)
+    assert cli.main(["plan"]) == 0
+    assert "db_connect: new (not deployed yet)" in capsys.readouterr().out
+    up(swarm)
+    swarm.scale_by_hand("sawmill_db_connect_api", 1)
+    swarm.calls.clear()
+    monkeypatch.setenv("SAWMILL_KAFKA__HEAP_MB", "1024")
+    assert cli.main(["plan"]) == 0
+    shown = capsys.readouterr().out
+    assert "postgres: unchanged" in shown
+    assert "db_connect: changed by hand since it was deployed; `up` puts it back:\n  api: replicas 1 running" in shown
+    assert "kafka: changes" in shown and "-Xmx1024m" in shown
+    assert swarm.calls == []
