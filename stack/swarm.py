@@ -387,7 +387,8 @@ class DockerSwarm:
         for task in recent:
             lines.append(f"  task {task.id[:12]}: {task.status.state}: {task.status.err or task.status.message}")
             status = task.status.container_status
-            container = status.container_id if status and docker.container.exists(status.container_id) else None
+            found = status.container_id if status else None
+            container = found if found and docker.container.exists(found) else None  # on this node, kept
             if container:
                 health = docker.container.inspect(container).state.health
                 if health and health.log:
