@@ -40,8 +40,9 @@ def rendered_specs(cp: ComponentPlan) -> dict[str, LiveSpec]:
 def differences(cp: ComponentPlan, live: list[ServiceState]) -> list[str]:
     """One line per hand-made difference, e.g. "api: replicas 1 running, 2 planned"."""
     running = {s.name: s.spec for s in live}
+    rendered = rendered_specs(cp)
     found = []
-    for name, planned in rendered_specs(cp).items():
+    for name, planned in rendered.items():
         short = name.removeprefix(f"{cp.stack_name}_")
         actual = running.get(name)
         if actual is None:
@@ -60,7 +61,7 @@ def differences(cp: ComponentPlan, live: list[ServiceState]) -> list[str]:
             found.append(f"{short}: secrets {', '.join(actual.secrets)} running, {', '.join(planned.secrets)} planned")
         if actual.ports != planned.ports:
             found.append(f"{short}: ports {', '.join(actual.ports)} running, {', '.join(planned.ports)} planned")
-    for name in sorted(set(running) - set(rendered_specs(cp))):
+    for name in sorted(set(running) - set(rendered)):
         found.append(f"{name.removeprefix(f'{cp.stack_name}_')}: running, not planned")
     return found
 
