@@ -4,7 +4,7 @@ Console at kafka.<domain> (behind nginx's basic auth)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -14,6 +14,23 @@ HERE = Path(__file__).resolve().parent
 CONNECTIONS_PER_SINK_REPLICA = 2  # the writer's connection, and one while a replica hands over
 
 
+# The JSON value types a topic's messages may declare (SQL engines such as Presto map them to their own types).
+FieldType = Literal["string", "integer", "number", "boolean", "timestamp"]
+FieldName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+# What the metrics demo (parse_sources/stream/sources.py host_metrics) puts in each message.
+HOST_METRICS_FIELDS: dict[str, FieldType] = {
+    "host": "string",
+    "ts": "timestamp",
+    **dict.fromkeys(("procs_running", "procs_blocked"), "integer"),
+    **dict.fromkeys(("mem_free_kb", "mem_buffers_kb", "mem_cached_kb", "mem_available_kb"), "integer"),
+    **dict.fromkeys(("interrupts", "context_switches", "blocks_in", "blocks_out", "swap_in", "swap_out"), "number"),
+    **dict.fromkeys(
+        ("cpu_user", "cpu_nice", "cpu_system", "cpu_idle", "cpu_iowait", "cpu_irq", "cpu_softirq", "cpu_steal"),
+        "number",
+    ),
+}
+
+
 class KafkaTopic(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -21,6 +38,9 @@ class KafkaTopic(BaseModel):
     replication_factor: int | None = Field(default=None, ge=1, description="default: min(brokers, 3)")
     retention_ms: int | None = Field(default=None, ge=-1, description="-1: keep forever; default: the broker's")
     cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
+    fields: dict[FieldName, FieldType] = Field(
+        default_factory=dict, description="its messages' JSON fields and their types, for SQL over the topic"
+    )
 
 
 class KafkaSink(BaseModel):
@@ -42,7 +62,9 @@ class Settings(BaseModel):
     cluster_id: str = Field(default="c2F3bWlsbC1rYWZrYS0wMQ", pattern=r"^[A-Za-z0-9_-]{22}$")
     heap_mb: int = Field(default=768, ge=256, le=16384)
     topics: dict[str, KafkaTopic] = Field(
-        default_factory=lambda: {"host_metrics": KafkaTopic(partitions=3, retention_ms=7 * 24 * 3600 * 1000)}
+        default_factory=lambda: {
+            "host_metrics": KafkaTopic(partitions=3, retention_ms=7 * 24 * 3600 * 1000, fields=HOST_METRICS_FIELDS)
+        }
     )
     sinks: list[KafkaSink] = Field(
         default_factory=lambda: [KafkaSink(topic="host_metrics", table="raw.host_metrics", replicas=2)]
@@ -66,7 +88,7 @@ class Settings(BaseModel):
 
     def topics_spec(self) -> dict[str, dict[str, object]]:
         """What the topics job reads (`python -m parse_sources topics`, env KAFKA_TOPICS)."""
-        return {name: topic.model_dump(exclude_none=True) for name, topic in self.topics.items()}
+        return {name: topic.model_dump(exclude_none=True, exclude={"fields"}) for name, topic in self.topics.items()}
 
 
 COMPONENT = Component(

@@ -68,7 +68,7 @@ class Component:
     route: Route | None = None
     entrance: bool = False  # publishes the platform's ports, terminates TLS, renders every route
     database: bool = False  # gets its own Postgres role and database (and secret <name>_db_password)
-    warehouse: Literal["reader", "writer"] | None = None
+    warehouse: Literal["reader", "analyst", "writer"] | None = None  # reads consumption; reads every layer; writes
     request_roles: tuple[str, ...] = ()  # roles its clients' requests run as (the database makes them)
     config_files: tuple[str, ...] = ()  # templates rendered beside the stack file (sub-folders allowed)
     checks: tuple[Check, ...] = ()  # run on its rendered files before its stack deploys

@@ -233,6 +233,7 @@ def _context(
         "htpasswd": htpasswd_secret,
         "databases": [c.name for c in enabled if c.database],
         "readers": [c.name for c in enabled if c.warehouse == "reader"],
+        "analysts": [c.name for c in enabled if c.warehouse == "analyst"],
         "writers": [c.name for c in enabled if c.warehouse == "writer"],
         "authenticators": {c.name: list(c.request_roles) for c in enabled if c.request_roles},
     }

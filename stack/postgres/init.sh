@@ -7,6 +7,8 @@
 #                              of the same name owned by it; password from /run/secrets/<name>_db_password
 #   SAWMILL_WAREHOUSE_READERS  roles that may read schema consumption of database warehouse; members of
 #                              warehouse_reader
+#   SAWMILL_WAREHOUSE_ANALYSTS roles that may read schemas raw, curated and consumption of warehouse (current
+#                              tables and those the superuser or a writer creates); members of warehouse_reader
 #   SAWMILL_WAREHOUSE_WRITERS  roles that may create in schemas raw, curated, consumption of warehouse
 #   SAWMILL_AUTHENTICATORS     space-separated "name:role1,role2,..." entries, e.g.
 #                              "db_connect:api_anon,api_reader,api_writer". Each name is a login role (list it in
@@ -42,6 +44,7 @@ unset PGPASSFILE PGSERVICE
 SECRETS=/run/secrets
 SERVICES=${SAWMILL_SERVICES:-}
 READERS=${SAWMILL_WAREHOUSE_READERS:-}
+ANALYSTS=${SAWMILL_WAREHOUSE_ANALYSTS:-}
 WRITERS=${SAWMILL_WAREHOUSE_WRITERS:-}
 AUTHENTICATORS=${SAWMILL_AUTHENTICATORS:-}
 WAREHOUSE=warehouse
@@ -235,7 +238,7 @@ SQL
 done
 
 # --- warehouse grants ----------------------------------------------------------------------------
-for n in $READERS $WRITERS; do
+for n in $READERS $ANALYSTS $WRITERS; do
     role_exists "$n" || die "warehouse role $n does not exist (list it in SAWMILL_SERVICES)"
 done
 run "group role $GROUP_READER" postgres -1 -v g="$GROUP_READER" <<'SQL'
@@ -263,6 +266,18 @@ GRANT SELECT ON ALL TABLES IN SCHEMA consumption TO :"r";
 GRANT :"g" TO :"r";
 SQL
     log "reader $r: CONNECT on $WAREHOUSE; SELECT on current and future tables in consumption; in $GROUP_READER"
+done
+for r in $ANALYSTS; do
+    run "grant warehouse analysis to $r" "$WAREHOUSE" -1 -v d="$WAREHOUSE" -v r="$r" -v g="$GROUP_READER" \
+        -v owners="$OWNERS" -v schemas="$SCHEMAS" <<'SQL'
+SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT SELECT ON TABLES TO %I', o, s, :'r')
+FROM unnest(string_to_array(trim(:'owners'), ' ')) AS o, unnest(string_to_array(:'schemas', ' ')) AS s \gexec
+GRANT CONNECT ON DATABASE :"d" TO :"r";
+GRANT USAGE ON SCHEMA raw, curated, consumption TO :"r";
+GRANT SELECT ON ALL TABLES IN SCHEMA raw, curated, consumption TO :"r";
+GRANT :"g" TO :"r";
+SQL
+    log "analyst $r: CONNECT on $WAREHOUSE; SELECT on current and future tables in $SCHEMAS; in $GROUP_READER"
 done
 
 # --- authenticators and their request roles ------------------------------------------------------

@@ -203,3 +203,20 @@ def test_malformed_authenticator_entries_are_refused_before_anything_changes(
     assert result.returncode != 0
     assert message in result.stderr
     assert not cluster.execute("SELECT 1 FROM pg_database WHERE datname = 'warehouse'")
+
+
+def test_an_analyst_reads_every_layer_including_tables_made_later_and_writes_nothing(server: PostgresServer) -> None:
+    server.execute(f"CREATE ROLE presto LOGIN PASSWORD '{PASSWORD}'")
+    init_ok(server, SAWMILL_WAREHOUSE_ANALYSTS="presto")
+    with connect(server, "kafka") as writer:
+        for schema in ("raw", "curated", "consumption"):
+            writer.execute(f"CREATE TABLE {schema}.made_later (n int)")
+            writer.execute(f"INSERT INTO {schema}.made_later VALUES (1)")
+
+    with connect(server, "presto") as analyst:
+        for schema in ("raw", "curated", "consumption"):
+            assert analyst.execute(f"SELECT n FROM {schema}.made_later").fetchall() == [(1,)]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            analyst.execute("INSERT INTO raw.made_later VALUES (2)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            analyst.execute("CREATE TABLE consumption.mine (n int)")

@@ -22,6 +22,7 @@ def test_zero_config_is_the_local_platform(isolated_env: Path) -> None:
         "db_connect": "api.localhost",
         "kafka": "kafka.localhost",
         "airflow": "schedule.localhost",
+        "presto": "presto.localhost",
         "webserver": "localhost",
     }
     assert settings.url("api.localhost") == "https://api.localhost/"

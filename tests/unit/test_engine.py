@@ -37,7 +37,7 @@ def up(swarm: FakeSwarm, check_routes=no_route_check, **settings: object) -> lis
 
 def test_the_engine_names_no_component() -> None:
     """A component is its folder: its name appears only in its own files, never in the engine's code."""
-    upcoming = ["presto", "bi", "metabase", "superset"]  # ("registry" is also an images mode)
+    upcoming = ["bi", "metabase", "superset"]  # ("registry" is also an images mode)
     names = sorted(components.known()) + upcoming
     pattern = re.compile(r"""["'](""" + "|".join(map(re.escape, names)) + r""")["']""")
     engine = [p for p in (ROOT / "stack").glob("*.py")]
@@ -204,11 +204,11 @@ def test_requirements_that_cycle_or_are_missing_name_the_components(monkeypatch:
 def test_independent_components_share_a_wave() -> None:
     waves = components.waves(list(components.known()))
     assert waves[0] == ["postgres", "webserver"]
-    assert set(waves[1]) == {"db_connect", "kafka", "airflow"}
+    assert set(waves[1]) == {"db_connect", "kafka", "presto", "airflow"}
 
 
 def test_connections_beyond_what_postgres_offers_are_a_config_error(isolated_env: Path) -> None:
-    with pytest.raises(ConfigError, match=r"db_connect \(env SAWMILL_DB_CONNECT\): the components may hold 264"):
+    with pytest.raises(ConfigError, match=r"db_connect \(env SAWMILL_DB_CONNECT\): the components may hold 268"):
         load_settings(db_connect={"replicas": 20})
     assert load_settings(db_connect={"replicas": 20}, postgres={"max_connections": 400}).db_connect.replicas == 20
 

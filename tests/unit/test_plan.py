@@ -22,7 +22,14 @@ def stack_of(p: plan.Plan, component: str) -> dict:
 
 
 def test_every_component_renders_a_stack_in_deploy_order(rendered: plan.Plan) -> None:
-    assert [c.name for c in rendered.components] == ["postgres", "db_connect", "kafka", "airflow", "webserver"]
+    assert [c.name for c in rendered.components] == [
+        "postgres",
+        "db_connect",
+        "kafka",
+        "presto",
+        "airflow",
+        "webserver",
+    ]
     for cp in rendered.components:
         assert cp.stack_name == f"sawmill_{cp.name}"
         assert stack_of(rendered, cp.name)["networks"]["platform"] == {"external": True, "name": "sawmill_net"}
@@ -62,7 +69,7 @@ def test_secrets_are_external_references_and_no_value_is_rendered(rendered: plan
         assert all(spec == {"external": True} for spec in declared.values())
         assert set(cp.secrets) <= set(declared) | {rendered.tls.key_secret}
     postgres = stack_of(rendered, "postgres")["services"]["init"]
-    assert postgres["environment"]["SAWMILL_SERVICES"] == "db_connect kafka airflow"
+    assert postgres["environment"]["SAWMILL_SERVICES"] == "db_connect kafka presto airflow"
     assert postgres["environment"]["SAWMILL_WAREHOUSE_READERS"] == "db_connect"
     assert postgres["environment"]["SAWMILL_WAREHOUSE_WRITERS"] == "kafka airflow"
     assert postgres["environment"]["SAWMILL_AUTHENTICATORS"] == "db_connect:api_anon,api_reader,api_writer"
