@@ -7,6 +7,7 @@ for this test's addresses, and nothing else is changed.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -18,8 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import prestodb
+import psycopg
 import pytest
 
+from kafka.component import HOST_METRICS_FIELDS
+from parse_sources.batch import federated
 from stack import plan
 from stack.config import load_settings
 from tests.integration.conftest import PG_BIN, KafkaBroker, PostgresServer, free_port, running_postgres
@@ -70,13 +74,12 @@ def warehouse() -> Iterator[PostgresServer]:
 
 def rendered_config(topic: str, warehouse: PostgresServer, kafka: KafkaBroker, port: int) -> dict[str, str]:
     """The presto files `deploy.py plan` renders for a platform declaring `topic`, pointed at this test's servers."""
-    fields = {"host": "string", "ts": "timestamp", "cpu_user": "number", "procs_running": "integer"}
-    settings = load_settings(kafka={"topics": {topic: {"partitions": 2, "fields": fields}}, "sinks": []})
+    settings = load_settings(kafka={"topics": {topic: {"partitions": 2, "fields": HOST_METRICS_FIELDS}}, "sinks": []})
     files = plan.make_plan(settings).component("presto").files
     addresses = {
         "sawmill_postgres_server:5432": f"127.0.0.1:{warehouse.port}",
         "sawmill_kafka_broker-0:9092": kafka.bootstrap_servers,
-        "sawmill_presto_coordinator:8080": f"127.0.0.1:{port}",
+        "sawmill-presto-coordinator:8080": f"127.0.0.1:{port}",
         "http-server.http.port=8080": f"http-server.http.port={port}",
     }
     for name, content in files.items():
@@ -188,7 +191,7 @@ def test_a_topic_is_a_table_with_its_declared_fields_and_the_internal_columns(
     table = f'kafka.default."{presto.topic}"'
 
     columns = [row[0] for row in presto.query(f"SHOW COLUMNS FROM {table}")]
-    assert columns[:4] == ["host", "ts", "cpu_user", "procs_running"]
+    assert columns[: len(HOST_METRICS_FIELDS)] == list(HOST_METRICS_FIELDS)
     assert {"_partition_id", "_partition_offset", "_message", "_key"} <= set(columns)
     web_1 = f"{table} WHERE host = 'web-1'"
     assert presto.query(f"SELECT count(*), sum(procs_running), max(cpu_user) FROM {web_1}") == [[10, 45, 9.0]]
@@ -213,3 +216,28 @@ def test_a_topic_joins_a_warehouse_table_in_one_query(presto: Presto, kafka: Kaf
 
 def test_tpch_is_there_to_try_presto_on(presto: Presto) -> None:
     assert presto.query("SELECT count(*) FROM tpch.tiny.nation") == [[25]]
+
+
+def test_the_airflow_job_stores_prestos_per_minute_summary_of_a_topic_in_consumption(
+    presto: Presto, kafka: KafkaBroker, warehouse: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = dt.datetime.now(dt.UTC).replace(second=30, microsecond=0)
+    records = [
+        (f"db-9:{n}", {"host": "db-9", "ts": now.isoformat(), "cpu_user": 10.0 * n, "cpu_system": 1.0,
+                       "mem_available_kb": 1000 - n})
+        for n in range(1, 4)
+    ]  # fmt: skip
+    produce(kafka.bootstrap_servers, presto.topic, records)
+    monkeypatch.setenv("PRESTO_HOST", "127.0.0.1")
+    monkeypatch.setenv("PRESTO_PORT", str(presto.port))
+    dsn = warehouse.dsn("warehouse", user="kafka", password=PASSWORD)
+
+    for _ in range(2):  # a re-run refreshes the same minutes
+        with psycopg.connect(dsn) as conn:
+            assert federated.summarize_host_metrics(federated.presto_cursor(), conn, presto.topic, hours=24) >= 1
+
+    rows = warehouse.execute(
+        f"SELECT minute, samples, cpu_busy_pct, mem_available_kb_min FROM {federated.TABLE} WHERE host = 'db-9'",
+        dbname="warehouse",
+    )
+    assert rows == [(now.replace(second=0, tzinfo=None), 3, 21.0, 997)]

@@ -47,7 +47,7 @@ def test_workers_run_the_queries_and_cluster_memory_grows_with_them(isolated_env
     coordinator, worker = properties(files["coordinator.properties"]), properties(files["worker.properties"])
     assert coordinator["node-scheduler.include-coordinator"] == "false"
     assert worker["coordinator"] == "false"
-    assert worker["discovery.uri"] == coordinator["discovery.uri"] == "http://sawmill_presto_coordinator:8080"
+    assert worker["discovery.uri"] == coordinator["discovery.uri"] == "http://sawmill-presto-coordinator:8080"
     assert coordinator["query.max-memory"] == "3072MB"
     services = yaml.safe_load(files["stack.yml"])["services"]
     assert services["worker"]["deploy"]["replicas"] == 3
