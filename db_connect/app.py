@@ -54,7 +54,7 @@ REST access to the Sawmill warehouse's exposed schemas (by default `consumption`
 
 Authenticate with an API key (`Authorization: Bearer <key>` or `X-API-Key`) or a JWT whose `role` claim
 names a Postgres role. Every request runs as that role: GRANTs and row-level security decide.
-Errors are JSON objects with `code`, `message`, `detail` and `hint`.
+Errors are JSON objects with `code`, `message`, `details` and `hint`, as PostgREST's.
 """
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
