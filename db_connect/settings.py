@@ -6,6 +6,10 @@ from typing import Annotated
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# The one default, for the platform (component.py) and a bare `uvicorn db_connect.app:app` alike; quality holds
+# the data-quality results of the Airflow checks. A schema that does not exist is served empty.
+EXPOSED_SCHEMAS = ("consumption", "quality")
+
 
 def read_secret(path: Path, variable: str) -> SecretStr:
     """Read a secret file so that a missing or empty one names the variable to fix, not the secret."""
@@ -36,7 +40,7 @@ class Settings(BaseSettings):
     jwt_secret_file: Path | None = None
     api_key_role: str = "api_reader"
     anonymous_role: str | None = None
-    exposed_schemas: Annotated[tuple[str, ...], NoDecode] = ("consumption",)
+    exposed_schemas: Annotated[tuple[str, ...], NoDecode] = EXPOSED_SCHEMAS
     default_page_size: int = Field(default=100, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
     exact_count_limit: int = Field(default=10000, ge=1)
