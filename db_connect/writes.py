@@ -34,8 +34,9 @@ from db_connect.statements import (
 
 JSON_TYPE = "application/json"
 MAX_HEADER_BYTES = 1024 * 1024
-# A line holding only `\.` ends COPY's data: whatever follows would be dropped without a word.
-END_OF_COPY = re.compile(rb"\n\\\.\r?\n")
+# A line holding only `\.` ends COPY's data: whatever follows would be dropped without a word. COPY takes its
+# line ending from the first row (LF, CRLF or a bare CR), so any of them, or the end of the body, may close it.
+END_OF_COPY = re.compile(rb"[\r\n]\\\.[\r\n]")
 LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # the start of a UTF-16 surrogate, escaped
 SEND_IN_PARTS = "Send it in parts"
 
@@ -68,12 +69,18 @@ async def copy_data(rest: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[
     async for chunk in _chained(rest, chunks):
         window = carry + chunk
         if b"\\." in window and END_OF_COPY.search(window):
-            raise invalid_body(
-                "A line holding only \\. would end the data there, and the rows after it would be lost",
-                hint='Quote it ("\\.") if it is a value',
-            )
-        carry = window[-4:]  # enough to find a marker split between two chunks
+            raise end_of_copy()
+        carry = window[-3:]  # enough to find a marker split between two chunks
         yield chunk
+    if END_OF_COPY.search(carry + b"\n"):  # the body's last line
+        raise end_of_copy()
+
+
+def end_of_copy() -> ApiError:
+    return invalid_body(
+        "A line holding only \\. would end the data there, and the rows after it would be lost",
+        hint='Quote it ("\\.") if it is a value',
+    )
 
 
 async def _chained(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

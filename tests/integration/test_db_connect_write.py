@@ -162,6 +162,9 @@ def test_inserting_through_an_updatable_view_works(client: TestClient, warehouse
         ("id,name\n1,a\n\\.\n2,b\n", "text/csv", 400),  # COPY would stop at \. and drop row 2
         ("id,name\r\n1,a\r\n\\.\r\n2,b\r\n", "text/csv", 400),
         ("id,name\n1,a\n\\.", "text/csv", 400),
+        ("id,name\n1,a\r\\.\r2,b\r", "text/csv", 400),  # rows ending in a bare CR: COPY's own line ending then
+        ("id,name\r\n1,a\r\\.\r2,b\r", "text/csv", 400),
+        ("id,name\n1,a\r\\.\r\n2,b\r\n", "text/csv", 400),
         ("{not json", "application/json", 400),
         ("id,nope\n1,2\n", "text/csv", 400),
         ("id,name\n1,a,extra\n", "text/csv", 400),
