@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from db_connect import reads, writes
-from db_connect.auth import Authenticator, Principal, bearer_scheme, header_scheme
+from db_connect.auth import Authenticator, Principal, RequestRoles, bearer_scheme, header_scheme
 from db_connect.catalog import Catalog, Relation
 from db_connect.data_request import DataRequest
 from db_connect.database import Statement, make_pool, run
@@ -84,8 +84,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     pool = make_pool(settings)
     catalog = Catalog(settings.exposed_schemas)
     keys = KeyStore()
-    authenticator = Authenticator(settings, keys)
-    refresher = SchemaRefresher(settings, catalog, keys)
+    roles = RequestRoles()
+    authenticator = Authenticator(settings, keys, roles)
+    refresher = SchemaRefresher(settings, catalog, keys, roles)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -121,7 +122,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                     await asyncio.wait_for(refresher.loaded.wait(), FIRST_LOAD_WAIT_S)
             if not refresher.loaded.is_set():
                 raise ApiError(503, "database_unavailable", "The database is not reachable right now")
-        return found
+        return authenticator.assumable(found)
 
     @app.get("/health", tags=["operations"], summary="Is the database reachable?")
     async def health() -> JSONResponse:
