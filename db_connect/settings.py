@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=1000, ge=1)
     exact_count_limit: int = Field(default=10000, ge=1)
     statement_timeout_ms: int = Field(default=15000, ge=1)
-    max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1)  # a CSV body, streamed into COPY
+    max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1)  # a CSV body, spooled, then COPYed
     # a JSON body is parsed whole, in memory (10-25 times its size), before Postgres sees a byte of it
     max_json_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     schema_refresh_s: float = Field(default=60.0, gt=0)

@@ -1,7 +1,9 @@
 """POST, PATCH and DELETE on /{schema}/{table}.
 
-Inserts are loaded with COPY: a CSV body goes to Postgres as it arrives, unparsed (its header line
-names the columns); a JSON array is parsed and written row by row into the same COPY. Plain inserts
+Inserts are loaded with COPY: a CSV body is read whole first, unparsed (its header line names the columns),
+into a spool (memory, then a temporary file); a JSON array is parsed and written row by row into the same
+COPY. Every body is read before a pooled connection is taken, as PostgREST does, so a client sending
+slowly holds no connection and cannot starve reads or the health check; COPY then runs at disk speed. Plain inserts
 into a table COPY straight into it; upserts, returned rows and views COPY into a temporary staging
 table first, then INSERT ... SELECT ... ON CONFLICT. PATCH and DELETE refuse to run without a filter.
 """
@@ -9,7 +11,9 @@ table first, then INSERT ... SELECT ... ON CONFLICT. PATCH and DELETE refuse to 
 import csv
 import json
 import re
+import tempfile
 from collections.abc import AsyncIterator
+from typing import IO
 
 from psycopg import sql
 from starlette.requests import Request
@@ -34,6 +38,8 @@ from db_connect.statements import (
 
 JSON_TYPE = "application/json"
 MAX_HEADER_BYTES = 1024 * 1024
+SPOOL_IN_MEMORY = 1024 * 1024  # a larger CSV body is spooled to a temporary file
+COPY_BLOCK = 256 * 1024  # what each write to COPY sends from the spool
 # A line holding only `\.` ends COPY's data: whatever follows would be dropped without a word. COPY takes its
 # line ending from the first row (LF, CRLF or a bare CR), so any of them, or the end of the body, may close it.
 END_OF_COPY = re.compile(rb"[\r\n]\\\.[\r\n]")
@@ -90,6 +96,13 @@ async def _chained(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
         yield chunk
 
 
+async def spooled(data: AsyncIterator[bytes], spool: IO[bytes]) -> None:
+    """The whole body into the spool; the body limit and the checks of `data` apply as it arrives."""
+    async for chunk in data:
+        spool.write(chunk)
+    spool.seek(0)
+
+
 def value_text(value: object) -> str | None:
     """A JSON value as the text Postgres parses for the column: objects and arrays as JSON."""
     if value is None or isinstance(value, str):
@@ -106,7 +119,7 @@ def invalid_body(message: str, hint: str | None = None) -> ApiError:
 
 
 async def json_body(request: Request, limit: int) -> object:
-    hint = "Send fewer rows per request, or CSV (streamed, up to MAX_BODY_BYTES)"
+    hint = "Send fewer rows per request, or CSV (up to MAX_BODY_BYTES)"
     data = b"".join([chunk async for chunk in limited_body(request, limit, hint)])
     try:
         parsed = json.loads(data)
@@ -166,33 +179,40 @@ async def insert(call: DataRequest) -> Response:
     as_csv = media_type(request) == "text/csv"
     if media_type(request) not in ("text/csv", JSON_TYPE):
         raise ApiError(415, "unsupported_media_type", "Send application/json or text/csv")
-    if as_csv:
-        chunks = limited_body(request, limit)
-        names, rest = await csv_header(chunks)
-        rows: list[list[str | None]] = []
-    else:
-        names, rows = json_rows(await json_body(request, call.settings.max_json_body_bytes))
+    with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as spool:
+        if as_csv:
+            chunks = limited_body(request, limit)
+            names, rest = await csv_header(chunks)
+            checked_names(relation, names)
+            await spooled(copy_data(rest, chunks), spool)
+            rows: list[list[str | None]] = []
+        else:
+            names, rows = json_rows(await json_body(request, call.settings.max_json_body_bytes))
+            checked_names(relation, names)
+        with_staging = staged(relation, query, prefs)
+        target = STAGING if with_staging else sql.Identifier(relation.schema, relation.name)
+        async with transaction(call.pool, call.principal, read_only=False) as conn:
+            if with_staging:
+                resolution = prefs.resolution or _conflict(query)
+                merge = merge_statement(relation, query, names, resolution, prefs.representation)
+                await conn.execute(staging_statement(relation, names))
+            cursor = conn.cursor()
+            async with cursor.copy(copy_statement(target, names, as_csv)) as copy:
+                while block := spool.read(COPY_BLOCK):
+                    await copy.write(block)
+                for row in rows:
+                    await copy.write_row(row)
+            written, body = cursor.rowcount, None
+            if with_staging:
+                body, written = await (await conn.execute(merge)).fetchone() or (None, 0)
+    return written_response(201, body, written)
+
+
+def checked_names(relation: Relation, names: list[str]) -> None:
+    """Before the rest of a CSV body is read: a wrong header needs no upload to be refused."""
     if len(set(names)) != len(names):
         raise invalid_body("A column is named twice")
     checked_columns(relation, names, "body")
-    with_staging = staged(relation, query, prefs)
-    target = STAGING if with_staging else sql.Identifier(relation.schema, relation.name)
-    async with transaction(call.pool, call.principal, read_only=False) as conn:
-        if with_staging:
-            merge = merge_statement(relation, query, names, prefs.resolution or _conflict(query), prefs.representation)
-            await conn.execute(staging_statement(relation, names))
-        cursor = conn.cursor()
-        async with cursor.copy(copy_statement(target, names, as_csv)) as copy:
-            if as_csv:
-                async for chunk in copy_data(rest, chunks):
-                    await copy.write(chunk)
-            else:
-                for row in rows:
-                    await copy.write_row(row)
-        written, body = cursor.rowcount, None
-        if with_staging:
-            body, written = await (await conn.execute(merge)).fetchone() or (None, 0)
-    return written_response(201, body, written)
 
 
 def _conflict(query: Query) -> str | None:
