@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg import sql
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db_connect import reads, writes
 from db_connect.auth import Authenticator, Principal, RequestRoles, bearer_scheme, header_scheme
@@ -34,6 +34,9 @@ from db_connect.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# A refused body is read on for at most this much before the answer (a proxy is still sending it).
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_MAX_S = 10.0
 HEALTH_TIMEOUT_S = 2  # well inside the image's 3 s HEALTHCHECK timeout
 FIRST_LOAD_WAIT_S = 5  # how long a request waits for the very first schema load after start-up
 MAX_DOCUMENTS = 32  # OpenAPI documents kept, one per schema-cache version and set of readable relations
@@ -197,7 +200,43 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             documents[key] = document(FastAPI.openapi(app), relations)
         return JSONResponse(documents[key])
 
-    return direct_data_path(app, catalog, handlers, principal, parsed)
+    return read_to_the_end(direct_data_path(app, catalog, handlers, principal, parsed))
+
+
+def read_to_the_end(app: ASGIApp) -> ASGIApp:
+    """An answer given before the request body ended (a 413, a bad CSV header, a 401) waits for the rest of it.
+
+    nginx streams bodies on and asks `Connection: close`: uvicorn closing with the body unread makes nginx's next
+    write meet a reset, and the client gets nginx's 503 instead of the answer. Bounded in bytes and time; a body
+    longer still gets its answer and a closed connection.
+    """
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not any(
+            name in (b"content-length", b"transfer-encoding") for name, _ in scope["headers"]
+        ):
+            await app(scope, receive, send)
+            return
+        ended = False
+
+        async def tracked() -> Message:
+            nonlocal ended
+            message = await receive()
+            ended = ended or message["type"] == "http.disconnect" or not message.get("more_body", False)
+            return message
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start" and not ended:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(DRAIN_MAX_S):
+                        drained = 0
+                        while not ended and drained <= DRAIN_MAX_BYTES:
+                            drained += len((await tracked()).get("body", b""))
+            await send(message)
+
+        await app(scope, tracked, sending)
+
+    return asgi
 
 
 def direct_data_path(

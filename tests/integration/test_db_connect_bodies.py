@@ -64,10 +64,10 @@ def api(warehouse: DbConnectWarehouse) -> Iterator[tuple[str, int]]:
         yield address
 
 
-def request_head(method: str, path: str, content_type: str) -> bytes:
+def request_head(method: str, path: str, content_type: str, connection: str = "keep-alive") -> bytes:
     return (
         f"{method} {path} HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {WRITER}\r\n"
-        f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: {connection}\r\n\r\n"
     ).encode()
 
 
@@ -124,3 +124,37 @@ def test_slow_uploads_beyond_the_pool_size_leave_reads_and_health_served(
     print(f"GET latency during {SLOW_UPLOADS} slow uploads (pool {POOL_SIZE}): max {max(latencies) * 1000:.0f} ms")
     assert max(latencies) < 1.0
     assert warehouse.execute("SELECT count(*) FROM consumption.uploads") == [(SLOW_UPLOADS * 5,)]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "opening", "status", "code"),
+    [
+        ("application/json", b'[{"id": 1, "name": "', 413, "body_too_large"),
+        ("text/csv", b"id,name", 400, "invalid_body"),  # a header line that never ends
+    ],
+    ids=["json over the limit", "csv header line too long"],
+)
+def test_a_refused_body_is_read_to_its_end_before_the_answer(
+    api: tuple[str, int], content_type: str, opening: bytes, status: int, code: str
+) -> None:
+    """nginx streams the body on (`proxy_request_buffering off`) and asks `Connection: close`: were the connection
+    closed with the body unread, its next write would meet a reset, and its client would get nginx's 503."""
+    with socket.create_connection(api, timeout=10) as sock:
+        sock.sendall(request_head("POST", "/consumption/uploads", content_type, "close") + chunk(opening))
+        for _ in range(2 * 1024 * 1024 // 8192):  # 2 MiB: past the JSON limit and the longest CSV header line
+            sock.sendall(chunk(b"x" * 8192))
+            time.sleep(0.0005)  # as a proxy relays it: the answer is decided long before the end
+        sock.sendall(b"0\r\n\r\n")
+        answered, body = response_of(sock)
+    assert answered == status
+    error = httpx.Response(status, content=body).json()
+    assert set(error) == {"code", "message", "details", "hint"} and error["code"] == code
+
+
+def test_a_refused_body_leaves_a_kept_alive_connection_usable(api: tuple[str, int]) -> None:
+    with socket.create_connection(api, timeout=10) as sock:
+        sock.sendall(request_head("POST", "/consumption/uploads", "application/json") + chunk(b"[" * (JSON_LIMIT + 1)))
+        sock.sendall(b"0\r\n\r\n")
+        assert response_of(sock)[0] == 413
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: api\r\n\r\n")
+        assert response_of(sock)[0] == 200
