@@ -18,7 +18,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.datastructures import Headers
 
 from db_connect.errors import ApiError
-from db_connect.keys import KeyStore
+from db_connect.keys import REQUEST_ROLES, KeyStore
 from db_connect.settings import Settings
 
 bearer_scheme = HTTPBearer(
@@ -31,10 +31,6 @@ header_scheme = APIKeyHeader(
 )
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
-REQUEST_ROLES = """
-SELECT r.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r ON r.oid = m.roleid
-WHERE m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user)
-"""
 
 
 @dataclass(frozen=True)

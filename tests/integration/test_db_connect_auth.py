@@ -166,6 +166,8 @@ def test_keys_created_listed_and_revoked_from_the_command_line(
     assert "alice-laptop" in listed.stdout and "alice" in listed.stdout and key not in listed.stdout
     assert cli(warehouse, "create", "--role", "alice", "--name", "alice-laptop").returncode == 1
     assert cli(warehouse, "create", "--role", "nobody", "--name", "x").returncode == 1
+    refused = cli(warehouse, "create", "--role", "readers_group", "--name", "x")  # reachable, but not a request role
+    assert refused.returncode == 1 and "not a request role" in refused.stderr
 
     revoked = cli(warehouse, "revoke", "alice-laptop")
     assert revoked.returncode == 0, revoked.stderr
