@@ -93,18 +93,25 @@ def response_of(sock: socket.socket) -> tuple[int, bytes]:
     return int(head.split()[1]), body
 
 
+CSV_UPLOAD = ("text/csv", "id,name\n{id},first\n", "{id},row\n", "")
+JSON_UPLOAD = ("application/json", '[{{"id": {id}, "name": "first"}}', ', {{"id": {id}, "name": "row"}}', "]")
+
+
+@pytest.mark.parametrize("upload_format", [CSV_UPLOAD, JSON_UPLOAD], ids=["csv", "json"])
 def test_slow_uploads_beyond_the_pool_size_leave_reads_and_health_served(
-    api: tuple[str, int], warehouse: DbConnectWarehouse
+    api: tuple[str, int], warehouse: DbConnectWarehouse, upload_format: tuple[str, str, str, str]
 ) -> None:
     """Twice as many uploads as pooled connections trickle in rows; every read and health check meanwhile answers
-    200 within a second (it waited 5 s for a connection, then 503, when an upload held one while its body came)."""
+    200 within a second (it waited 5 s for a connection, then 503, when a CSV upload held one while its body came)."""
+    content_type, first, row, last = upload_format
+    warehouse.execute("TRUNCATE consumption.uploads")
     host, port = api
     uploads = [socket.create_connection((host, port), timeout=30) for _ in range(SLOW_UPLOADS)]
     latencies: list[float] = []
     try:
         for number, upload in enumerate(uploads):
-            upload.sendall(request_head("POST", "/consumption/uploads", "text/csv"))
-            upload.sendall(chunk(f"id,name\n{number},first\n".encode()))
+            upload.sendall(request_head("POST", "/consumption/uploads", content_type))
+            upload.sendall(chunk(first.format(id=number).encode()))
         time.sleep(0.5)  # every upload has begun, and, before, held its connection
         with httpx.Client(base_url=f"http://{host}:{port}", headers={"X-API-Key": DB_CONNECT_API_KEY}) as reader:
             for round_ in range(4):
@@ -113,10 +120,10 @@ def test_slow_uploads_beyond_the_pool_size_leave_reads_and_health_served(
                     assert reader.get(path, timeout=10).status_code == 200
                     latencies.append(time.monotonic() - started)
                 for number, upload in enumerate(uploads):  # a row now and then: the uploads are still going
-                    upload.sendall(chunk(f"{100 * (round_ + 1) + number},row\n".encode()))
+                    upload.sendall(chunk(row.format(id=100 * (round_ + 1) + number).encode()))
                 time.sleep(0.25)
         for upload in uploads:
-            upload.sendall(b"0\r\n\r\n")
+            upload.sendall((chunk(last.encode()) if last else b"") + b"0\r\n\r\n")
         assert [response_of(upload)[0] for upload in uploads] == [201] * SLOW_UPLOADS
     finally:
         for upload in uploads:
