@@ -1,11 +1,12 @@
 """POST, PATCH and DELETE on /{schema}/{table}.
 
-Inserts are loaded with COPY: a CSV body is read whole first, unparsed (its header line names the columns),
-into a spool (memory, then a temporary file); a JSON array is parsed and written row by row into the same
-COPY. Every body is read before a pooled connection is taken, as PostgREST does, so a client sending
-slowly holds no connection and cannot starve reads or the health check; COPY then runs at disk speed. Plain inserts
-into a table COPY straight into it; upserts, returned rows and views COPY into a temporary staging
-table first, then INSERT ... SELECT ... ON CONFLICT. PATCH and DELETE refuse to run without a filter.
+Inserts are loaded with COPY: a CSV body goes in unparsed (its header line names the columns); a JSON
+array is parsed and written row by row into the same COPY. Every body is read whole before a pooled
+connection is taken, as PostgREST does (a CSV body into a spool: memory, then a temporary file), so a
+client sending slowly holds no connection and cannot starve reads or the health check, and COPY runs at
+disk speed. Plain inserts into a table COPY straight into it; upserts, returned rows and views COPY into
+a temporary staging table first, then INSERT ... SELECT ... ON CONFLICT. PATCH and DELETE refuse to run
+without a filter.
 """
 
 import csv
