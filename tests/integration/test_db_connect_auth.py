@@ -30,6 +30,7 @@ CREATE POLICY nothing ON consumption.accounts TO api_anon USING (false);
 CREATE ROLE stranger NOLOGIN;
 CREATE ROLE readers_group NOLOGIN;
 GRANT readers_group TO api_reader;
+GRANT USAGE ON SCHEMA consumption TO readers_group;
 GRANT SELECT ON consumption.accounts TO readers_group;
 CREATE POLICY everything_for_the_group ON consumption.accounts TO readers_group USING (true);
 """
