@@ -19,10 +19,10 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg import sql
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db_connect import reads, writes
-from db_connect.auth import Authenticator, Principal, bearer_scheme, header_scheme
+from db_connect.auth import Authenticator, Principal, RequestRoles, bearer_scheme, header_scheme
 from db_connect.catalog import Catalog, Relation
 from db_connect.data_request import DataRequest
 from db_connect.database import Statement, make_pool, run
@@ -34,6 +34,9 @@ from db_connect.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# A refused body is read on for at most this much before the answer (a proxy is still sending it).
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_MAX_S = 10.0
 HEALTH_TIMEOUT_S = 2  # well inside the image's 3 s HEALTHCHECK timeout
 FIRST_LOAD_WAIT_S = 5  # how long a request waits for the very first schema load after start-up
 MAX_DOCUMENTS = 32  # OpenAPI documents kept, one per schema-cache version and set of readable relations
@@ -54,7 +57,7 @@ REST access to the Sawmill warehouse's exposed schemas (by default `consumption`
 
 Authenticate with an API key (`Authorization: Bearer <key>` or `X-API-Key`) or a JWT whose `role` claim
 names a Postgres role. Every request runs as that role: GRANTs and row-level security decide.
-Errors are JSON objects with `code`, `message`, `detail` and `hint`.
+Errors are JSON objects with `code`, `message`, `details` and `hint`, as PostgREST's.
 """
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -84,8 +87,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     pool = make_pool(settings)
     catalog = Catalog(settings.exposed_schemas)
     keys = KeyStore()
-    authenticator = Authenticator(settings, keys)
-    refresher = SchemaRefresher(settings, catalog, keys)
+    roles = RequestRoles()
+    authenticator = Authenticator(settings, keys, roles)
+    refresher = SchemaRefresher(settings, catalog, keys, roles)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -121,7 +125,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                     await asyncio.wait_for(refresher.loaded.wait(), FIRST_LOAD_WAIT_S)
             if not refresher.loaded.is_set():
                 raise ApiError(503, "database_unavailable", "The database is not reachable right now")
-        return found
+        return authenticator.assumable(found)
 
     @app.get("/health", tags=["operations"], summary="Is the database reachable?")
     async def health() -> JSONResponse:
@@ -196,7 +200,43 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             documents[key] = document(FastAPI.openapi(app), relations)
         return JSONResponse(documents[key])
 
-    return direct_data_path(app, catalog, handlers, principal, parsed)
+    return read_to_the_end(direct_data_path(app, catalog, handlers, principal, parsed))
+
+
+def read_to_the_end(app: ASGIApp) -> ASGIApp:
+    """An answer given before the request body ended (a 413, a bad CSV header, a 401) waits for the rest of it.
+
+    nginx streams bodies on and asks `Connection: close`: uvicorn closing with the body unread makes nginx's next
+    write meet a reset, and the client gets nginx's 503 instead of the answer. Bounded in bytes and time; a body
+    longer still gets its answer and a closed connection.
+    """
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not any(
+            name in (b"content-length", b"transfer-encoding") for name, _ in scope["headers"]
+        ):
+            await app(scope, receive, send)
+            return
+        ended = False
+
+        async def tracked() -> Message:
+            nonlocal ended
+            message = await receive()
+            ended = ended or message["type"] == "http.disconnect" or not message.get("more_body", False)
+            return message
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start" and not ended:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(DRAIN_MAX_S):
+                        drained = 0
+                        while not ended and drained <= DRAIN_MAX_BYTES:
+                            drained += len((await tracked()).get("body", b""))
+            await send(message)
+
+        await app(scope, tracked, sending)
+
+    return asgi
 
 
 def direct_data_path(

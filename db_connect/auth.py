@@ -3,17 +3,22 @@
 The shared API key (a Docker secret) maps to API_KEY_ROLE; keys created with the CLI map to their own
 role; a JWT (HS256) names its role in the `role` claim. Without a credential a request runs as
 ANONYMOUS_ROLE, or is refused when there is none. Postgres then decides what the role may do.
+
+A role is accepted only if it is one of the request roles: those granted to the authenticator directly
+(`GRANT api_reader TO db_connect`). `set_config('role', ...)` alone would take `none` (the authenticator
+itself), `public`, or a group the request roles belong to (reachable through them), as a role.
 """
 
 import hmac
 from dataclasses import dataclass
 
 import jwt
+import psycopg
 from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.datastructures import Headers
 
 from db_connect.errors import ApiError
-from db_connect.keys import KeyStore
+from db_connect.keys import REQUEST_ROLES, KeyStore
 from db_connect.settings import Settings
 
 bearer_scheme = HTTPBearer(
@@ -38,14 +43,28 @@ def unauthorized(code: str, message: str, hint: str | None = None) -> ApiError:
     return ApiError(401, code, message, hint=hint, headers=CHALLENGE)
 
 
+class RequestRoles:
+    """The roles granted to the authenticator directly; reloaded with the schema cache, read without locks."""
+
+    def __init__(self) -> None:
+        self._names: frozenset[str] = frozenset()
+
+    async def reload(self, conn: psycopg.AsyncConnection) -> None:
+        cursor = await conn.execute(REQUEST_ROLES)
+        self._names = frozenset(name for (name,) in await cursor.fetchall())
+
+    def __contains__(self, role: str) -> bool:
+        return role in self._names
+
+
 class Authenticator:
-    def __init__(self, settings: Settings, keys: KeyStore) -> None:
+    def __init__(self, settings: Settings, keys: KeyStore, roles: RequestRoles) -> None:
         self.shared_key = settings.api_key.get_secret_value().encode()
         self.shared_role = settings.api_key_role
         self.jwt_secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         self.anonymous_role = settings.anonymous_role
-        self.authenticator_role = settings.pguser
         self.keys = keys
+        self.roles = roles
 
     def principal(self, headers: Headers) -> Principal:
         authorization = headers.get("authorization", "")
@@ -79,6 +98,21 @@ class Authenticator:
         except jwt.InvalidTokenError as exc:
             raise unauthorized("invalid_jwt", f"The JWT is not valid: {exc}") from None
         role = claims["role"]
-        if not isinstance(role, str) or not role or role == self.authenticator_role:
-            raise ApiError(403, "role_not_allowed", "The JWT's role claim names no role this API may use")
+        if not isinstance(role, str):
+            raise role_not_allowed()
         return role
+
+    def assumable(self, principal: Principal) -> Principal:
+        """The principal, if its role is a request role; checked once the first schema load has read them."""
+        if principal.role not in self.roles:
+            raise role_not_allowed()
+        return principal
+
+
+def role_not_allowed() -> ApiError:
+    return ApiError(
+        403,
+        "role_not_allowed",
+        "The credential names no role this API may use",
+        hint="A request runs as a role granted to the API's login role (GRANT role TO db_connect)",
+    )

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from db_connect.settings import EXPOSED_SCHEMAS
 from stack.component import PYTHON, CommandInService, Component, Image, Route
 
 HERE = Path(__file__).resolve().parent
@@ -19,7 +20,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     replicas: int = Field(default=2, ge=1, le=20)
-    exposed_schemas: list[Annotated[str, Field(pattern=IDENTIFIER)]] = ["consumption", "quality"]
+    exposed_schemas: list[Annotated[str, Field(pattern=IDENTIFIER)]] = list(EXPOSED_SCHEMAS)
     api_key_role: str = Field(default="api_reader", pattern=IDENTIFIER)
     anonymous_role: str | None = Field(default=None, pattern=IDENTIFIER)
     max_page_size: int = Field(default=1000, ge=1, le=1_000_000)

@@ -1,9 +1,9 @@
-"""One JSON error shape for every failure, PostgREST style: code, message, detail, hint.
+"""One JSON error shape for every failure, exactly PostgREST's: code, message, details, hint.
 
 Clients get a stable `code` to branch on and a message naming what to fix; never a stack trace or SQL.
+PostgREST clients (postgrest-js, postgrest-py) read these four keys and drop any other, so `details` is
+the name and, as in PostgREST, a string or null.
 """
-
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,7 +19,7 @@ class ErrorBody(BaseModel):
 
     code: str
     message: str
-    detail: Any = None
+    details: str | None = None
     hint: str | None = None
 
 
@@ -32,13 +32,13 @@ class ApiError(Exception):
         code: str,
         message: str,
         *,
-        detail: Any = None,
+        details: str | None = None,
         hint: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.body = ErrorBody(code=code, message=message, detail=detail, hint=hint)
+        self.body = ErrorBody(code=code, message=message, details=details, hint=hint)
         self.headers = headers
 
 
@@ -52,20 +52,8 @@ async def handle_api_error(_: Request, exc: ApiError) -> JSONResponse:
 
 async def handle_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI answers 422 with its own shape; clients get 400 naming the parameter instead."""
-    problems = [
-        {
-            "parameter": str(error["loc"][-1]),
-            "in": str(error["loc"][0]),
-            "message": str(error["msg"]),
-        }
-        for error in exc.errors()
-    ]
-    first = problems[0]
-    body = ErrorBody(
-        code="invalid_parameter",
-        message=f"Invalid {first['in']} parameter '{first['parameter']}': {first['message']}",
-        detail=problems,
-    )
+    problems = [f"{error['loc'][0]} parameter '{error['loc'][-1]}': {error['msg']}" for error in exc.errors()]
+    body = ErrorBody(code="invalid_parameter", message=f"Invalid {problems[0]}", details="; ".join(problems))
     return error_response(400, body)
 
 

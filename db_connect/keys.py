@@ -22,6 +22,11 @@ CREATE TABLE IF NOT EXISTS db_connect.api_keys (
 """
 ACTIVE_KEYS = "SELECT key_sha256, role FROM db_connect.api_keys WHERE revoked_at IS NULL"
 NOTIFY_KEYS = "NOTIFY db_connect, 'reload keys'"
+# The roles a request may run as: those granted to the authenticator (the session's login role) directly.
+REQUEST_ROLES = """
+SELECT r.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r ON r.oid = m.roleid
+WHERE m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user)
+"""
 KEY_PREFIX = "sk_"
 
 
@@ -42,10 +47,10 @@ class KeyNotFound(LookupError):
 
 
 def create_key(conn: psycopg.Connection, name: str, role: str) -> str:
-    """Store a new key for an existing role and return it: the only time it is ever seen."""
+    """Store a new key for a request role and return it: the only time it is ever seen."""
     conn.execute(KEYS_DDL)
-    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-        raise KeyNotFound(f"no role named {role!r}")
+    if (role,) not in conn.execute(REQUEST_ROLES).fetchall():
+        raise KeyNotFound(f"{role!r} is not a request role (GRANT {role} TO {conn.info.user}, or pick another)")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     conn.execute(
         "INSERT INTO db_connect.api_keys (name, key_sha256, role) VALUES (%s, %s, %s)", (name, digest(key), role)

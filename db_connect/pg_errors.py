@@ -42,7 +42,7 @@ def client_error(exc: psycopg.Error, anonymous: bool = False) -> ApiError:
     """Map a database error to the status a client should see; log the ones that are our fault."""
     sqlstate = exc.sqlstate or ""
     if not sqlstate and isinstance(exc, psycopg.DataError):  # refused by the driver, e.g. a NUL character
-        return ApiError(400, "invalid_value", "A value cannot be sent to the database", detail=str(exc))
+        return ApiError(400, "invalid_value", "A value cannot be sent to the database", details=str(exc))
     status = STATUS_BY_SQLSTATE.get(sqlstate) or STATUS_BY_CLASS.get(sqlstate[:2])
     if status is None:
         if isinstance(exc, psycopg.OperationalError):
@@ -64,7 +64,7 @@ def client_error(exc: psycopg.Error, anonymous: bool = False) -> ApiError:
         status,
         sqlstate,
         diag.message_primary or "The database refused the request",
-        detail=diag.message_detail,
+        details=diag.message_detail,
         hint=diag.message_hint,
         headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
     )

@@ -64,7 +64,7 @@ def invalid(parameter: str, message: str, hint: str | None = None) -> ApiError:
         400,
         "invalid_parameter",
         f"Invalid parameter '{parameter}': {message}",
-        detail=[{"parameter": parameter, "in": "query", "message": message}],
+        details=f"query parameter '{parameter}': {message}",
         hint=hint,
     )
 

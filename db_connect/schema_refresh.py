@@ -1,4 +1,4 @@
-"""Keeps the schema cache and the key store fresh without ever blocking a request.
+"""Keeps the schema cache, the key store and the request roles fresh without ever blocking a request.
 
 A dedicated connection LISTENs on channel `db_connect`: any notification reloads both (the event
 trigger that init installs sends one after every DDL statement; the keys CLI after every change), and
@@ -11,6 +11,7 @@ import logging
 
 import psycopg
 
+from db_connect.auth import RequestRoles
 from db_connect.catalog import Catalog
 from db_connect.keys import KeyStore
 from db_connect.settings import Settings
@@ -22,10 +23,11 @@ RETRY_S = 2.0
 
 
 class SchemaRefresher:
-    def __init__(self, settings: Settings, catalog: Catalog, keys: KeyStore) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog, keys: KeyStore, roles: RequestRoles) -> None:
         self.settings = settings
         self.catalog = catalog
         self.keys = keys
+        self.roles = roles
         self.loaded = asyncio.Event()
         self.failing = False  # the last attempt to connect or reload failed
         self.reloads = 0
@@ -33,6 +35,7 @@ class SchemaRefresher:
     async def reload(self, conn: psycopg.AsyncConnection) -> None:
         await self.catalog.reload(conn)
         await self.keys.reload(conn)
+        await self.roles.reload(conn)
         self.reloads += 1
         self.failing = False
         self.loaded.set()

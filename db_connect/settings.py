@@ -6,6 +6,10 @@ from typing import Annotated
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# The one default, for the platform (component.py) and a bare `uvicorn db_connect.app:app` alike; quality holds
+# the data-quality results of the Airflow checks. A schema that does not exist is served empty.
+EXPOSED_SCHEMAS = ("consumption", "quality")
+
 
 def read_secret(path: Path, variable: str) -> SecretStr:
     """Read a secret file so that a missing or empty one names the variable to fix, not the secret."""
@@ -36,12 +40,12 @@ class Settings(BaseSettings):
     jwt_secret_file: Path | None = None
     api_key_role: str = "api_reader"
     anonymous_role: str | None = None
-    exposed_schemas: Annotated[tuple[str, ...], NoDecode] = ("consumption",)
+    exposed_schemas: Annotated[tuple[str, ...], NoDecode] = EXPOSED_SCHEMAS
     default_page_size: int = Field(default=100, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
     exact_count_limit: int = Field(default=10000, ge=1)
     statement_timeout_ms: int = Field(default=15000, ge=1)
-    max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1)  # a CSV body, streamed into COPY
+    max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1)  # a CSV body, spooled, then COPYed
     # a JSON body is parsed whole, in memory (10-25 times its size), before Postgres sees a byte of it
     max_json_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     schema_refresh_s: float = Field(default=60.0, gt=0)

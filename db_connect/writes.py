@@ -1,15 +1,20 @@
 """POST, PATCH and DELETE on /{schema}/{table}.
 
-Inserts are loaded with COPY: a CSV body goes to Postgres as it arrives, unparsed (its header line
-names the columns); a JSON array is parsed and written row by row into the same COPY. Plain inserts
-into a table COPY straight into it; upserts, returned rows and views COPY into a temporary staging
-table first, then INSERT ... SELECT ... ON CONFLICT. PATCH and DELETE refuse to run without a filter.
+Inserts are loaded with COPY: a CSV body goes in unparsed (its header line names the columns); a JSON
+array is parsed and written row by row into the same COPY. Every body is read whole before a pooled
+connection is taken, as PostgREST does (a CSV body into a spool: memory, then a temporary file), so a
+client sending slowly holds no connection and cannot starve reads or the health check, and COPY runs at
+disk speed. Plain inserts into a table COPY straight into it; upserts, returned rows and views COPY into
+a temporary staging table first, then INSERT ... SELECT ... ON CONFLICT. PATCH and DELETE refuse to run
+without a filter.
 """
 
 import csv
 import json
 import re
+import tempfile
 from collections.abc import AsyncIterator
+from typing import IO
 
 from psycopg import sql
 from starlette.requests import Request
@@ -34,8 +39,11 @@ from db_connect.statements import (
 
 JSON_TYPE = "application/json"
 MAX_HEADER_BYTES = 1024 * 1024
-# A line holding only `\.` ends COPY's data: whatever follows would be dropped without a word.
-END_OF_COPY = re.compile(rb"\n\\\.\r?\n")
+SPOOL_IN_MEMORY = 1024 * 1024  # a larger CSV body is spooled to a temporary file
+COPY_BLOCK = 256 * 1024  # what each write to COPY sends from the spool
+# A line holding only `\.` ends COPY's data: whatever follows would be dropped without a word. COPY takes its
+# line ending from the first row (LF, CRLF or a bare CR), so any of them, or the end of the body, may close it.
+END_OF_COPY = re.compile(rb"[\r\n]\\\.[\r\n]")
 LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # the start of a UTF-16 surrogate, escaped
 SEND_IN_PARTS = "Send it in parts"
 
@@ -68,12 +76,18 @@ async def copy_data(rest: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[
     async for chunk in _chained(rest, chunks):
         window = carry + chunk
         if b"\\." in window and END_OF_COPY.search(window):
-            raise invalid_body(
-                "A line holding only \\. would end the data there, and the rows after it would be lost",
-                hint='Quote it ("\\.") if it is a value',
-            )
-        carry = window[-4:]  # enough to find a marker split between two chunks
+            raise end_of_copy()
+        carry = window[-3:]  # enough to find a marker split between two chunks
         yield chunk
+    if END_OF_COPY.search(carry + b"\n"):  # the body's last line
+        raise end_of_copy()
+
+
+def end_of_copy() -> ApiError:
+    return invalid_body(
+        "A line holding only \\. would end the data there, and the rows after it would be lost",
+        hint='Quote it ("\\.") if it is a value',
+    )
 
 
 async def _chained(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -81,6 +95,13 @@ async def _chained(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
         yield first
     async for chunk in rest:
         yield chunk
+
+
+async def spooled(data: AsyncIterator[bytes], spool: IO[bytes]) -> None:
+    """The whole body into the spool; the body limit and the checks of `data` apply as it arrives."""
+    async for chunk in data:
+        spool.write(chunk)
+    spool.seek(0)
 
 
 def value_text(value: object) -> str | None:
@@ -99,7 +120,7 @@ def invalid_body(message: str, hint: str | None = None) -> ApiError:
 
 
 async def json_body(request: Request, limit: int) -> object:
-    hint = "Send fewer rows per request, or CSV (streamed, up to MAX_BODY_BYTES)"
+    hint = "Send fewer rows per request, or CSV (up to MAX_BODY_BYTES)"
     data = b"".join([chunk async for chunk in limited_body(request, limit, hint)])
     try:
         parsed = json.loads(data)
@@ -159,33 +180,40 @@ async def insert(call: DataRequest) -> Response:
     as_csv = media_type(request) == "text/csv"
     if media_type(request) not in ("text/csv", JSON_TYPE):
         raise ApiError(415, "unsupported_media_type", "Send application/json or text/csv")
-    if as_csv:
-        chunks = limited_body(request, limit)
-        names, rest = await csv_header(chunks)
-        rows: list[list[str | None]] = []
-    else:
-        names, rows = json_rows(await json_body(request, call.settings.max_json_body_bytes))
+    with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as spool:
+        if as_csv:
+            chunks = limited_body(request, limit)
+            names, rest = await csv_header(chunks)
+            checked_names(relation, names)
+            await spooled(copy_data(rest, chunks), spool)
+            rows: list[list[str | None]] = []
+        else:
+            names, rows = json_rows(await json_body(request, call.settings.max_json_body_bytes))
+            checked_names(relation, names)
+        with_staging = staged(relation, query, prefs)
+        target = STAGING if with_staging else sql.Identifier(relation.schema, relation.name)
+        async with transaction(call.pool, call.principal, read_only=False) as conn:
+            if with_staging:
+                resolution = prefs.resolution or _conflict(query)
+                merge = merge_statement(relation, query, names, resolution, prefs.representation)
+                await conn.execute(staging_statement(relation, names))
+            cursor = conn.cursor()
+            async with cursor.copy(copy_statement(target, names, as_csv)) as copy:
+                while block := spool.read(COPY_BLOCK):
+                    await copy.write(block)
+                for row in rows:
+                    await copy.write_row(row)
+            written, body = cursor.rowcount, None
+            if with_staging:
+                body, written = await (await conn.execute(merge)).fetchone() or (None, 0)
+    return written_response(201, body, written)
+
+
+def checked_names(relation: Relation, names: list[str]) -> None:
+    """Before the rest of a CSV body is read: a wrong header needs no upload to be refused."""
     if len(set(names)) != len(names):
         raise invalid_body("A column is named twice")
     checked_columns(relation, names, "body")
-    with_staging = staged(relation, query, prefs)
-    target = STAGING if with_staging else sql.Identifier(relation.schema, relation.name)
-    async with transaction(call.pool, call.principal, read_only=False) as conn:
-        if with_staging:
-            merge = merge_statement(relation, query, names, prefs.resolution or _conflict(query), prefs.representation)
-            await conn.execute(staging_statement(relation, names))
-        cursor = conn.cursor()
-        async with cursor.copy(copy_statement(target, names, as_csv)) as copy:
-            if as_csv:
-                async for chunk in copy_data(rest, chunks):
-                    await copy.write(chunk)
-            else:
-                for row in rows:
-                    await copy.write_row(row)
-        written, body = cursor.rowcount, None
-        if with_staging:
-            body, written = await (await conn.execute(merge)).fetchone() or (None, 0)
-    return written_response(201, body, written)
 
 
 def _conflict(query: Query) -> str | None:

@@ -23,6 +23,12 @@
 #                                                  TEMPORARY on warehouse; member of warehouse_reader
 #                                reader, *_reader  USAGE; SELECT; member of warehouse_reader
 #                                any other         USAGE only (e.g. api_anon: it reads what is granted to it by hand)
+#                              A view in consumption is read-only to request roles (a simple view is auto-updatable
+#                              and would write the table under it, e.g. curated data the ETL owns) unless its comment
+#                              holds the word @writable: then writer request roles get INSERT, UPDATE, DELETE on it.
+#                              The event trigger <name>_schema_changed applies this on every DDL command on a view
+#                              (CREATE VIEW, COMMENT ON VIEW...; default privileges cannot tell a view from a table),
+#                              and this job applies it to every view on each run.
 #   SAWMILL_INIT_TIMEOUT       seconds to wait for the server (120)
 #
 # warehouse_reader is a NOLOGIN group role made here: every reader and every reader or writer request role is a
@@ -114,6 +120,16 @@ run() {
 run_with_secret() {
     _what=$1 _db=$2; shift 2
     SAWMILL_PW=$SECRET psql -X -q -w -v ON_ERROR_STOP=1 -d "$_db" "$@" >/dev/null || die "$_what failed"
+}
+
+# view_writes_sql ROLES WRITERS: PL/pgSQL for view `v`: writes revoked from every request role in ROLES, or, when
+# the view's comment holds the word @writable, granted to the WRITERS. Names are checked by valid_name: no quoting.
+view_writes_sql() {
+    _all=$(printf '%s' "$1" | tr -s ' ' ',')
+    _writers=$(printf '%s' "$2" | sed 's/^ *//' | tr -s ' ' ',')
+    printf '%s' "IF coalesce(obj_description(v, 'pg_class'), '') ~ '(^|\s)@writable(\s|\$)' THEN"
+    [ -z "$_writers" ] || printf '%s' " EXECUTE format('GRANT INSERT, UPDATE, DELETE ON %s TO $_writers', v);"
+    printf '%s' " ELSE EXECUTE format('REVOKE INSERT, UPDATE, DELETE ON %s FROM $_all', v); END IF;"
 }
 
 role_exists() { query postgres -v n="$1" <<'SQL'
@@ -316,7 +332,9 @@ SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA consumption GRANT 
 FROM unnest(string_to_array(trim(:'owners'), ' ')) AS o \gexec
 SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA consumption GRANT USAGE ON SEQUENCES TO %I', o, :'r')
 FROM unnest(string_to_array(trim(:'owners'), ' ')) AS o \gexec
-GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA consumption TO :"r";
+SELECT format('GRANT INSERT, UPDATE, DELETE ON %s TO %I', c.oid::regclass, :'r')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'consumption' AND c.relkind IN ('r', 'p', 'f') \gexec
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA consumption TO :"r";
 GRANT TEMPORARY ON DATABASE :"d" TO :"r";
 \endif
@@ -324,12 +342,23 @@ SQL
         log "request role $r of $a: $what"
         summary="$summary${summary:+, }$r"
     done
+    # Views are read-only to request roles unless declared writable (see the header): the writer request roles.
+    writers=
+    for r in $ROLES; do
+        case "$r" in writer | *_writer) writers="$writers $r" ;; esac
+    done
+    sync_view=$(view_writes_sql "$ROLES" "$writers")
     # Schema, function, channel and triggers are named after the authenticator (db_connect: schema db_connect,
-    # channel db_connect, triggers db_connect_schema_changed and db_connect_schema_dropped).
-    run "schema and DDL notifications of $a" "$WAREHOUSE" -1 -v a="$a" <<'SQL'
+    # channel db_connect, triggers db_connect_schema_changed and db_connect_schema_dropped). The function also
+    # applies the view rule to every view a DDL command in consumption created, altered or commented on.
+    run "schema and DDL notifications of $a" "$WAREHOUSE" -1 -v a="$a" -v sync="$sync_view" <<'SQL'
 CREATE SCHEMA IF NOT EXISTS :"a" AUTHORIZATION :"a";
-SELECT format('CREATE OR REPLACE FUNCTION %I.notify_ddl() RETURNS event_trigger LANGUAGE plpgsql AS '
-              '$body$ BEGIN NOTIFY %I, ''reload schema''; END $body$', :'a', :'a') \gexec
+SELECT format('CREATE OR REPLACE FUNCTION %I.notify_ddl() RETURNS event_trigger LANGUAGE plpgsql'
+              ' SET search_path = pg_catalog AS $body$ DECLARE v regclass; BEGIN NOTIFY %I, ''reload schema'';'
+              ' IF TG_EVENT = ''ddl_command_end'' THEN FOR v IN SELECT objid FROM pg_event_trigger_ddl_commands()'
+              ' WHERE object_type = ''view'' AND schema_name = ''consumption'''
+              ' AND command_tag NOT IN (''GRANT'', ''REVOKE'') LOOP %s END LOOP; END IF; END $body$',
+              :'a', :'a', :'sync') \gexec
 SELECT format('CREATE EVENT TRIGGER %I ON ddl_command_end EXECUTE FUNCTION %I.notify_ddl()', t, :'a')
 FROM (SELECT :'a' || '_schema_changed') AS n (t)
 WHERE NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = t) \gexec
@@ -337,7 +366,13 @@ SELECT format('CREATE EVENT TRIGGER %I ON sql_drop EXECUTE FUNCTION %I.notify_dd
 FROM (SELECT :'a' || '_schema_dropped') AS n (t)
 WHERE NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = t) \gexec
 SQL
+    run "read-only views of $a" "$WAREHOUSE" -1 -v sync="$sync_view" <<'SQL'
+SELECT format('DO $body$ DECLARE v regclass; BEGIN FOR v IN SELECT c.oid FROM pg_class c'
+              ' JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ''consumption'' AND c.relkind = ''v'''
+              ' LOOP %s END LOOP; END $body$', :'sync') \gexec
+SQL
     log "authenticator $a: NOINHERIT, may SET ROLE $summary; DDL in $WAREHOUSE notifies channel $a"
+    log "views in consumption: read-only to $summary unless their comment holds @writable (then writable to${writers:- nobody})"
 done
 
 log "done"

@@ -119,7 +119,7 @@ def row_count(warehouse: DbConnectWarehouse, table: str) -> int:
 def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"code", "message", "detail", "hint"}
+    assert set(body) == {"code", "message", "details", "hint"}
     assert body["code"] == code
     return body
 
@@ -361,7 +361,7 @@ def test_views_and_names_that_need_quoting_are_readable(client: TestClient) -> N
 def test_bad_paging_parameters_are_400_naming_the_parameter(client: TestClient, query: str, parameter: str) -> None:
     body = assert_error(client.get(f"/consumption/meter_readings?{query}"), 400, "invalid_parameter")
     assert f"'{parameter}'" in body["message"]
-    assert body["detail"][0]["parameter"] == parameter
+    assert body["details"].startswith(f"query parameter '{parameter}'")
 
 
 @pytest.mark.parametrize(

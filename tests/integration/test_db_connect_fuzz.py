@@ -76,7 +76,7 @@ def test_no_request_the_document_allows_gets_a_server_error(api_schema: schemath
                 f"{case.method} {case.path} {case.query} {case.body!r} -> {response.text}"
             )
             if response.status_code >= 400:
-                assert set(response.json()) == {"code", "message", "detail", "hint"}
+                assert set(response.json()) == {"code", "message", "details", "hint"}
 
         call()
     assert len(calls) >= 4 * 20, "every operation was exercised"

@@ -90,7 +90,7 @@ def test_injection_attempts_change_nothing_and_get_a_4xx(
     before = snapshot(warehouse)
     response = client.request(method, url, json=body)
     assert 400 <= response.status_code < 500, response.text
-    assert set(response.json()) == {"code", "message", "detail", "hint"}
+    assert set(response.json()) == {"code", "message", "details", "hint"}
     assert not any(ours in response.text for ours in INTERNALS), "neither our SQL nor a traceback leaks"
     assert snapshot(warehouse) == before
     assert warehouse.execute("SELECT count(*) FROM consumption.canary") == [(1,)]

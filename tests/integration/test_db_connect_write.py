@@ -162,6 +162,9 @@ def test_inserting_through_an_updatable_view_works(client: TestClient, warehouse
         ("id,name\n1,a\n\\.\n2,b\n", "text/csv", 400),  # COPY would stop at \. and drop row 2
         ("id,name\r\n1,a\r\n\\.\r\n2,b\r\n", "text/csv", 400),
         ("id,name\n1,a\n\\.", "text/csv", 400),
+        ("id,name\n1,a\r\\.\r2,b\r", "text/csv", 400),  # rows ending in a bare CR: COPY's own line ending then
+        ("id,name\r\n1,a\r\\.\r2,b\r", "text/csv", 400),
+        ("id,name\n1,a\r\\.\r\n2,b\r\n", "text/csv", 400),
         ("{not json", "application/json", 400),
         ("id,nope\n1,2\n", "text/csv", 400),
         ("id,name\n1,a,extra\n", "text/csv", 400),
@@ -175,7 +178,7 @@ def test_bad_bodies_are_4xx_and_write_nothing(
 ) -> None:
     response = client.post("/consumption/stations", content=content, headers={"Content-Type": content_type})
     assert response.status_code == status, response.text
-    assert set(response.json()) == {"code", "message", "detail", "hint"}
+    assert set(response.json()) == {"code", "message", "details", "hint"}
     assert stations(warehouse) == []
 
 
@@ -238,7 +241,8 @@ def test_paging_and_ordering_a_write_are_refused_not_ignored(
     seed(client)
     response = client.request(method, f"/consumption/stations?capacity=gte.1&{query}", json={"name": "x"})
     assert response.status_code == 400, response.text
-    assert response.json()["detail"][0]["parameter"] == query.split("=")[0]
+    parameter = query.split("=")[0]
+    assert response.json()["details"].startswith(f"query parameter '{parameter}'")
     assert [row[1] for row in stations(warehouse)] == [f"s{i}" for i in range(1, 7)]
 
 
@@ -292,17 +296,15 @@ def test_a_role_without_the_grant_gets_403_and_writes_nothing(
 
 
 def test_an_api_killed_in_the_middle_of_a_bulk_insert_leaves_no_row(warehouse: DbConnectWarehouse) -> None:
-    """A body is COPYed in one transaction: SIGKILL the server while rows are arriving, and none is kept."""
+    """A body is COPYed in one transaction: SIGKILL the server while rows go into the table, and none is kept."""
     warehouse.execute("TRUNCATE consumption.stations CASCADE")
     server, base = serve_db_connect(warehouse)
-    release = threading.Event()
+    rows = 1_000_000  # about 25 MB: COPY takes long enough to be caught at it
 
     def body() -> Iterator[bytes]:
         yield b"id,name,capacity\n"
-        for start in range(1, 50_001, 1000):
-            yield "".join(f"{i},station {i},{i % 50}\n" for i in range(start, start + 1000)).encode()
-        release.wait(30)  # the rest never comes: the server dies first
-        yield b"50001,last,1\n"
+        for start in range(1, rows + 1, 10_000):
+            yield "".join(f"{i},station {i},{i % 50}\n" for i in range(start, start + 10_000)).encode()
 
     def post() -> None:
         headers = {"Authorization": f"Bearer {token('api_writer')}", "Content-Type": "text/csv"}
@@ -319,11 +321,10 @@ def test_an_api_killed_in_the_middle_of_a_bulk_insert_leaves_no_row(warehouse: D
         sender.start()
         while warehouse.execute(copying)[0][0] == 0:
             assert time.monotonic() < deadline, "the COPY never started"
-            time.sleep(0.05)
+            time.sleep(0.005)
     finally:
         server.kill()
         server.communicate(timeout=10)
-        release.set()
         sender.join(timeout=30)
     while warehouse.execute(copying)[0][0]:  # Postgres ends the COPY once it sees the connection gone
         assert time.monotonic() < deadline + 30, "the COPY outlived its client"

@@ -28,15 +28,26 @@ def passed_on(rest: bytes, chunks: list[bytes]) -> bytes:
         (b"1,a\n", [b"\\.\r\n2,b\n"]),
         (b"1,a\n\\", [b".", b"\n2,b\n"]),  # split over three chunks
         (b"1,a\n", [b"\\.", b"\r", b"\n2,b\n"]),
+        (b"1,a\r\\.\r2,b\r", []),  # bare CR line ends, which COPY takes from the first row
+        (b"1,a\r", [b"\\", b".\r2,b\r"]),
+        (b"1,a\n", [b"\\."]),  # the last line: nothing follows, but the row itself would be dropped
     ],
-    ids=["first line", "a line of its own", "split after the backslash", "split before the line end"],
+    ids=[
+        "first line",
+        "a line of its own",
+        "split after the backslash",
+        "split before the line end",
+        "bare CR",
+        "bare CR, split",
+        "last line",
+    ],
 )
-def test_a_line_of_only_the_end_marker_is_refused_before_it_is_passed_on(rest: bytes, chunks: list[bytes]) -> None:
+def test_a_line_of_only_the_end_marker_is_refused_before_copy_ends(rest: bytes, chunks: list[bytes]) -> None:
     with pytest.raises(ApiError) as refused:
         passed_on(rest, chunks)
     assert refused.value.status == 400 and "\\." in refused.value.body.message
 
 
 def test_everything_else_is_passed_on_unchanged() -> None:
-    chunks = [b'2,"\\."\n3,x\\.\n', b"4,\\.y\n", b"5,\\\n.\n"]
+    chunks = [b'2,"\\."\n3,x\\.\n', b"4,\\.y\r", b"5,\\\r.\r", b"6,\\.\r\n"]
     assert passed_on(b"1,a\n", chunks) == b"1,a\n" + b"".join(chunks)

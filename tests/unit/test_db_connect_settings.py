@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from db_connect.component import Settings as PlatformSettings
 from db_connect.settings import Settings
 
 LIBPQ_AND_SERVICE_VARIABLES = (
@@ -43,7 +44,7 @@ def test_defaults_match_the_swarm_deployment() -> None:
         "pgdatabase": "warehouse",
         "pguser": "db_connect",
     }
-    assert fields["exposed_schemas"].default == ("consumption",)
+    assert fields["exposed_schemas"].default == ("consumption", "quality")
     assert fields["max_page_size"].default == 1000
     assert fields["statement_timeout_ms"].default == 15000
 
@@ -107,3 +108,9 @@ def test_nonsense_limits_fail_at_start_up(env: pytest.MonkeyPatch, variable: str
     env.setenv(variable, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_the_platform_serves_the_same_schemas_by_default_as_db_connect_alone() -> None:
+    """One default: a schema served by the platform but not by a bare uvicorn (or back) would surprise someone."""
+    platform = PlatformSettings()
+    assert tuple(platform.exposed_schemas) == Settings.model_fields["exposed_schemas"].default
