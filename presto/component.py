@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from stack.component import Component, Image, Route
+from stack.component import CommandInService, Component, Image, Route
 
 HERE = Path(__file__).resolve().parent
 HEAP_HEADROOM = 0.3  # Presto keeps 30 % of the heap out of queries' reach (memory.heap-headroom-per-node)
@@ -73,7 +73,15 @@ COMPONENT = Component(
     settings=Settings,
     db_connections=lambda s: (s.presto.workers + 1) * CONNECTIONS_PER_NODE,
     hints=(
-        "Presto: user admin, password from {deploy} secrets show presto_password;"
-        " try {deploy} presto (a SQL shell) or presto-python-client",
+        "Presto: user admin, password from {deploy} secrets show presto_password; or, on the swarm:"
+        " {deploy} presto --execute 'SHOW CATALOGS'",
     ),
+    commands={
+        "presto": CommandInService(
+            service="coordinator",
+            argv=("presto-cli", "--server", "127.0.0.1:8080", "--user", "admin", "--catalog", "warehouse"),
+            help="run SQL in the coordinator with Presto's own CLI, e.g. presto --execute 'SELECT count(*) FROM"
+            " raw.host_metrics' (add --output-format CSV_HEADER for CSV)",
+        )
+    },
 )

@@ -2,7 +2,7 @@
 # Lay out the Presto server the image runs in presto/server/: lib/ and the plugins the catalogs use, unpacked
 # from Maven Central's presto-server tarball (~2 GB, of which ~200 MB is kept), with ASM 9.0 swapped for the
 # 9.7 of pom.xml so it runs on Debian's Java 17. Idempotent: does nothing when server/ matches pom.xml and
-# this script.     presto/fetch-server.sh   (needs `mvn` and a JDK: apt-get install -y maven)
+# this script. Also the command-line client, in server/cli/.     presto/fetch-server.sh   (needs `mvn` and a JDK: apt-get install -y maven)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 plugins="postgresql kafka tpch"
@@ -29,6 +29,10 @@ mv "$tmp/$top" "$tmp/server"
 # The bundled ASM 9.0 cannot read Java 17's class files ("Unsupported class file major version 61").
 rm "$tmp"/server/lib/asm-*9.0.jar
 mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp/server/lib"
+# The command-line client (`deploy.py presto`), a self-contained jar.
+mvn -q -B dependency:copy -Dartifact="com.facebook.presto:presto-cli:$version:jar:executable" \
+    -DoutputDirectory="$tmp/server/cli"
+mv "$tmp/server/cli/presto-cli-$version-executable.jar" "$tmp/server/cli/presto-cli.jar"
 echo "$want" > "$tmp/server/.sha256"
 rm -rf "$here/server"
 mv "$tmp/server" "$here/server"

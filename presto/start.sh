@@ -18,14 +18,15 @@ fi
 # The Kafka catalog reads one JSON file per topic; they arrive as one file, a line per topic: "<name> <json>".
 PRESTO_KAFKA_TABLES="$data/kafka-tables"
 export PRESTO_KAFKA_TABLES
-mkdir -p "$PRESTO_KAFKA_TABLES"
+mkdir -p "$data" "$PRESTO_KAFKA_TABLES"
 rm -f "$PRESTO_KAFKA_TABLES"/*.json
 if [ -f "$etc/kafka-tables" ]; then
     while read -r name json; do
         [ -n "$name" ] && printf '%s\n' "$json" > "$PRESTO_KAFKA_TABLES/$name.json"
     done < "$etc/kafka-tables"
 fi
-cd "$home"
+# Relative paths (var/log for request logs and the like) land in the writable data directory.
+cd "$data"
 # shellcheck disable=SC2046 # jvm.config holds one option per line, none with spaces
 exec java $(grep -v '^[[:space:]]*#' "$etc/jvm.config") \
     -Dnode.environment=sawmill \
@@ -35,4 +36,5 @@ exec java $(grep -v '^[[:space:]]*#' "$etc/jvm.config") \
     -Dconfig="$etc/config.properties" \
     -Dlog.levels-file="$etc/log.properties" \
     -Dcatalog.config-dir="$etc/catalog" \
+    -Dplugin.dir="$home/plugin" \
     -cp "$home/lib/*" com.facebook.presto.server.PrestoServer

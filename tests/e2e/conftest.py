@@ -112,7 +112,9 @@ def deployed(build_dir: Path, prefix: str, **settings: str) -> Iterator[Platform
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     build_dir = tmp_path_factory.mktemp("build")
-    with deployed(build_dir, PREFIX, http_port=str(HTTP_PORT), https_port=str(HTTPS_PORT)) as p:
+    # one Presto worker: queries cross containers as they do across nodes (tests/e2e/test_presto.py)
+    settings = {"http_port": str(HTTP_PORT), "https_port": str(HTTPS_PORT), "presto__workers": "1"}
+    with deployed(build_dir, PREFIX, **settings) as p:
         p.api_key = p.deploy("secrets", "show", "db_connect_api_key").stdout.strip()
         yield p
 
