@@ -39,7 +39,8 @@ def fill_table(pg: conftest.PostgresServer, rows: int) -> None:
     with psycopg.connect(pg.dsn("warehouse", user="kafka", password=PASSWORD), autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE raw.bench AS SELECT n AS id, 'host-' || mod(n, 50) AS host,"
-            " timestamp '2026-01-01' + n * interval '1 second' AS ts, mod(n, 1000) / 10.0 AS cpu_user,"
+            " timestamp '2026-01-01' + n * interval '1 second' AS ts,"
+            " (mod(n, 1000) / 10.0)::double precision AS cpu_user,"
             " mod(n, 7) AS procs_running FROM generate_series(1, %s) AS n",
             (rows,),
         )
