@@ -9,15 +9,13 @@ the client, its TLS checks and the nextUri links Presto hands back are used unch
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import prestodb
 import pytest
-from python_on_whales import docker
 
-from tests.e2e.conftest import HTTPS_PORT, Platform, running_container
+from tests.e2e.conftest import HTTPS_PORT, Platform
 
 COUNT_TIMEOUT = 120
 
@@ -107,41 +105,7 @@ def test_the_warehouse_catalog_cannot_write(presto: Connect) -> None:
         presto.query("CREATE TABLE warehouse.consumption.from_presto AS SELECT 1 AS n")
 
 
-def test_a_worker_killed_mid_query_fails_that_query_clearly_and_the_next_runs_once_it_is_back(
-    platform: Platform, presto: Connect
-) -> None:
+def test_the_worker_is_an_active_node_of_the_cluster(presto: Connect) -> None:
     workers = "SELECT count(*) FROM system.runtime.nodes WHERE coordinator = false AND state = 'active'"
     assert presto.query(workers) == [[1]]
-    errors: list[Exception] = []
-
-    def long_query() -> None:
-        try:
-            presto.query("SELECT sum(extendedprice * discount) FROM tpch.sf100.lineitem")
-        except Exception as exc:  # the failure is the point; the main thread asserts on it
-            errors.append(exc)
-
-    runner = threading.Thread(target=long_query, daemon=True)
-    runner.start()
-    running = "SELECT count(*) FROM system.runtime.queries WHERE state = 'RUNNING' AND query LIKE '%sf100.lineitem%'"
-    deadline = time.monotonic() + 60
-    while presto.query(running) != [[2]] and time.monotonic() < deadline:  # itself and the long query
-        assert not errors, f"the long query failed before its worker was killed: {errors}"
-        time.sleep(1)
-    assert presto.query(running) == [[2]], "the long query was not running within 60 s"
-    docker.kill(running_container(f"{platform.prefix}_presto_worker"))
-
-    runner.join(timeout=120)
-    assert not runner.is_alive(), "the query went on after its worker was killed"
-    assert len(errors) == 1 and isinstance(errors[0], prestodb.exceptions.PrestoQueryError)
-    assert errors[0].error_name in {"REMOTE_HOST_GONE", "REMOTE_TASK_ERROR", "PAGE_TRANSPORT_ERROR",
-                                    "PAGE_TRANSPORT_TIMEOUT", "REMOTE_TASK_MISMATCH", "TOO_MANY_REQUESTS_FAILED",
-                                    "NO_NODES_AVAILABLE"}, errors[0]  # fmt: skip
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if presto.query(workers) == [[1]] and presto.query("SELECT count(*) FROM tpch.tiny.nation") == [[25]]:
-                return
-        except prestodb.exceptions.PrestoQueryError:
-            pass
-        time.sleep(3)
-    pytest.fail("no query succeeded within 180 s of the worker's restart")
+    assert presto.query("SELECT count(*) FROM tpch.tiny.nation") == [[25]]
