@@ -74,13 +74,13 @@ COMPONENT = Component(
     db_connections=lambda s: (s.presto.workers + 1) * CONNECTIONS_PER_NODE,
     hints=(
         "Presto: user admin, password from {deploy} secrets show presto_password; or, on the swarm:"
-        " {deploy} presto --execute 'SHOW CATALOGS'",
+        " {deploy} presto -- --execute 'SHOW CATALOGS'",
     ),
     commands={
         "presto": CommandInService(
             service="coordinator",
             argv=("presto-cli", "--server", "127.0.0.1:8080", "--user", "admin", "--catalog", "warehouse"),
-            help="run SQL in the coordinator with Presto's own CLI, e.g. presto --execute 'SELECT count(*) FROM"
+            help="run SQL in the coordinator with Presto's own CLI, e.g. presto -- --execute 'SELECT count(*) FROM"
             " raw.host_metrics' (add --output-format CSV_HEADER for CSV)",
         )
     },

@@ -305,8 +305,10 @@ def _secret_show(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> 
 def _in_service(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:
     """A component's own command, run inside one of its running containers (it has the credentials)."""
     service = names.service(settings.prefix, args.component, args.spec.service)
+    # argparse cannot hand on arguments that start with an option: `COMMAND -- --option ...` does
+    arguments = args.arguments[1:] if args.arguments[:1] == ["--"] else args.arguments
     try:
-        print(swarm.exec_in(service, [*args.spec.argv, *args.arguments]))
+        print(swarm.exec_in(service, [*args.spec.argv, *arguments]))
     except LookupError as exc:
         say(f"{exc}; is {args.component} up? try `status`")
         return 1

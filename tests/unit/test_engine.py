@@ -221,6 +221,14 @@ def test_a_component_command_runs_inside_its_service(
     assert ("exec_in", "sawmill_db_connect_api", ("python", "-m", "db_connect", "keys", "list")) in swarm.calls
 
 
+def test_arguments_that_start_with_an_option_reach_the_command_after_a_double_dash(
+    swarm: FakeSwarm, monkeypatch: pytest.MonkeyPatch, isolated_env: Path
+) -> None:
+    monkeypatch.setattr(cli, "connect", lambda: swarm)
+    assert cli.main(["api-keys", "--", "--help"]) == 0
+    assert ("exec_in", "sawmill_db_connect_api", ("python", "-m", "db_connect", "keys", "--help")) in swarm.calls
+
+
 def test_plan_says_what_up_would_do_and_changes_nothing(
     swarm: FakeSwarm, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
