@@ -431,13 +431,14 @@ class DockerSwarm:
         return docker.container.execute(found[0], argv)
 
     def run_check(self, image: str, command: list[str], mounts: list[Mount]) -> None:
+        """Run to its end and raise with its output (`docker run` would pass stderr, where tools like `nginx -t`
+        say what is wrong, to our terminal instead of into the error)."""
+        container = docker.container.create(
+            image, command, volumes=[(m.source.resolve(), m.target, "ro") for m in mounts], networks=["none"]
+        )
         try:
-            docker.run(
-                image,
-                command,
-                volumes=[(m.source.resolve(), m.target, "ro") for m in mounts],
-                networks=["none"],
-                remove=True,
-            )
-        except DockerException as exc:
-            raise CheckFailed((exc.stderr or exc.stdout or "").strip()) from None
+            docker.container.start(container)
+            if docker.container.wait(container) != 0:
+                raise CheckFailed(docker.container.logs(container).strip())
+        finally:
+            docker.container.remove(container, force=True)

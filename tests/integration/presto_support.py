@@ -22,6 +22,7 @@ import httpx
 import prestodb
 
 from kafka.component import HOST_METRICS_FIELDS
+from presto.component import COMPONENT
 from stack import plan
 from stack.config import load_settings
 from tests.integration.conftest import PG_BIN, KafkaBroker, PostgresServer, free_port
@@ -29,6 +30,7 @@ from tests.integration.conftest import PG_BIN, KafkaBroker, PostgresServer, free
 PRESTO_DIR = Path(__file__).resolve().parents[2] / "presto"
 INIT_SH = PRESTO_DIR.parent / "stack/postgres/init.sh"
 PASSWORD = "presto-integration"
+SERVER = PRESTO_DIR / "server"
 START_TIMEOUT = 180
 # rendered file -> where the coordinator's container has it (presto/stack.yml.j2)
 ETC = {
@@ -93,9 +95,7 @@ def rendered_config(topic: str, warehouse: PostgresServer, kafka: KafkaBroker, p
 @contextmanager
 def running_presto(topic: str, warehouse: PostgresServer, kafka: KafkaBroker) -> Iterator[Presto]:
     """A coordinator (running queries itself, as with presto.workers = 0) until the block ends."""
-    if shutil.which("java") is None:
-        raise RuntimeError("java is missing: Presto needs Java 17 (apt-get install -y openjdk-17-jre-headless)")
-    subprocess.run(["sh", str(PRESTO_DIR / "fetch-server.sh")], check=True, capture_output=True)
+    _lay_out_server()
     root = Path(tempfile.mkdtemp(prefix="sawmill-presto-"))
     port = free_port()
     files = rendered_config(topic, warehouse, kafka, port)
@@ -105,7 +105,7 @@ def running_presto(topic: str, warehouse: PostgresServer, kafka: KafkaBroker) ->
     (root / "password").write_text(PASSWORD)
     env = {
         "PATH": os.environ["PATH"],
-        "PRESTO_HOME": str(PRESTO_DIR / "server"),
+        "PRESTO_HOME": str(SERVER),
         "PRESTO_ETC": str(root / "etc"),
         "PRESTO_DATA": str(root / "data"),
         "PRESTO_NODE_ADDRESS": "127.0.0.1",
@@ -144,3 +144,24 @@ def _wait_until_it_answers(port: int, process: subprocess.Popen[bytes], log_file
             pass
         time.sleep(0.5)
     raise RuntimeError(f"presto answered no query within {START_TIMEOUT} s:\n{log_file.read_text()[-4000:]}")
+
+
+def check_presto_settings(root: Path, **presto: object) -> subprocess.CompletedProcess[str]:
+    """Run presto/check.sh as `up` does before Presto deploys, on the files rendered for these presto settings,
+    laid out under `root` as the Check mounts them under /opt/sawmill (Presto on the host's Java)."""
+    _lay_out_server()
+    files = plan.make_plan(load_settings(presto=presto)).component("presto").files
+    port = f"http-server.http.port={free_port()}"
+    (check,) = COMPONENT.checks
+    for name, target in check.files.items():
+        path = root / Path(target).relative_to("/opt/sawmill")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(files[name].replace("http-server.http.port=8080", port))
+    env = {"PATH": os.environ["PATH"], "PRESTO_HOME": str(SERVER), "PRESTO_CHECK_ROOT": str(root)}
+    return subprocess.run(["sh", str(root / "check.sh")], env=env, capture_output=True, text=True, timeout=600)
+
+
+def _lay_out_server() -> None:
+    if shutil.which("java") is None:
+        raise RuntimeError("java is missing: Presto needs Java 17 (apt-get install -y openjdk-17-jre-headless)")
+    subprocess.run(["sh", str(PRESTO_DIR / "fetch-server.sh")], check=True, capture_output=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import prestodb
 import psycopg
@@ -17,7 +18,13 @@ from kafka.component import HOST_METRICS_FIELDS
 from parse_sources.batch import federated
 from tests.integration.conftest import KafkaBroker, PostgresServer, running_postgres
 from tests.integration.kafka_support import produce, unique
-from tests.integration.presto_support import PASSWORD, Presto, lay_out_warehouse, running_presto
+from tests.integration.presto_support import (
+    PASSWORD,
+    Presto,
+    check_presto_settings,
+    lay_out_warehouse,
+    running_presto,
+)
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +133,40 @@ def test_the_airflow_job_stores_prestos_per_minute_summary_of_a_topic_in_consump
         dbname="warehouse",
     )
     assert rows == [(now.replace(second=0, tzinfo=None), 3, 21.0, 997)]
+
+
+# `up` runs presto/check.sh on the rendered files before Presto deploys: a property from sawmill.toml that Presto
+# would refuse at start-up is a config error that names it, and the running Presto is not touched.
+
+
+def test_a_node_property_presto_does_not_know_is_refused_naming_the_setting_and_the_key(tmp_path: Path) -> None:
+    result = check_presto_settings(tmp_path, properties={"query.max-execution-time": "1h", "query.max-exec": "1h"})
+    assert result.returncode == 1
+    assert "presto.properties: Presto does not know the property 'query.max-exec'; remove it" in result.stderr
+
+
+def test_a_catalog_property_presto_does_not_know_is_refused_naming_the_catalog(tmp_path: Path) -> None:
+    # a Trino key people copy from Trino's docs: Presto 0.287's PostgreSQL connector has no such property
+    result = check_presto_settings(tmp_path, catalog_properties={"warehouse": {"postgresql.array-mapping": "AS_ARRAY"}})
+    assert result.returncode == 1
+    assert "presto.catalog_properties.warehouse: Presto does not know the property 'postgresql.array-mapping'" in (
+        result.stderr
+    )
+
+
+def test_a_value_presto_cannot_read_is_refused_with_prestos_reason(tmp_path: Path) -> None:
+    result = check_presto_settings(tmp_path, properties={"query.max-execution-time": "soon"})
+    assert result.returncode == 1
+    assert "presto.properties: Presto refused a value in sawmill.toml: Error: Could not coerce value 'soon'" in (
+        result.stderr
+    )
+
+
+def test_properties_presto_knows_pass_on_the_coordinator_and_on_a_worker(tmp_path: Path) -> None:
+    result = check_presto_settings(
+        tmp_path,
+        workers=1,
+        properties={"query.max-execution-time": "30m"},
+        catalog_properties={"warehouse": {"case-insensitive-name-matching": "true"}},
+    )
+    assert (result.returncode, result.stderr) == (0, "")

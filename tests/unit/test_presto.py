@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import yaml
 
 from kafka.component import HOST_METRICS_FIELDS
 from parse_sources.stream import sources
+from presto.component import CATALOGS, MANAGED_KEYS
 from stack import plan
 from stack.config import ConfigError, load_settings
 
@@ -90,3 +92,64 @@ def test_the_metrics_demo_topic_declares_every_field_the_demo_sends() -> None:
         {"procs_running": 1, "procs_blocked": 0},
     )
     assert set(sample) == set(HOST_METRICS_FIELDS)
+
+
+def test_properties_from_sawmill_toml_come_last_in_every_node_and_catalog_file_so_they_override(
+    isolated_env: Path,
+) -> None:
+    files = presto_files(
+        presto={
+            "workers": 1,
+            "properties": {"query.remote-task.max-error-duration": "2m", "query.max-execution-time": "30m"},
+            "catalog_properties": {"warehouse": {"case-insensitive-name-matching": "true"}},
+        }
+    )
+    for name in ("coordinator.properties", "worker.properties"):
+        lines = files[name].splitlines()
+        assert lines[-3:] == [
+            "# from presto.properties in sawmill.toml (check.sh tries them on Presto before `up` deploys them)",
+            "query.remote-task.max-error-duration=2m",
+            "query.max-execution-time=30m",
+        ]
+    assert files["catalog/warehouse.properties"].splitlines()[-1] == "case-insensitive-name-matching=true"
+    assert "# from presto." not in files["catalog/kafka.properties"] + files["catalog/tpch.properties"]
+
+
+def test_a_backslash_in_a_value_reaches_presto_as_written(isolated_env: Path) -> None:
+    # java.util.Properties reads "\\" as one backslash
+    files = presto_files(presto={"properties": {"query.example": "C:\\tmp"}})
+    assert files["coordinator.properties"].splitlines()[-1] == "query.example=C:\\\\tmp"
+
+
+@pytest.mark.parametrize(
+    ("presto", "key", "message"),
+    [
+        ({"properties": {"discovery.uri": "http://x:8080"}}, "presto.properties", "Sawmill sets 'discovery.uri'"),
+        ({"properties": {"query.max-memory": "9GB"}}, "presto.properties", "set presto.query_memory_mb"),
+        ({"properties": {"node.id": "x"}}, "presto.properties", "node.* is set per container"),
+        ({"properties": {"a=b": "x"}}, "presto.properties", "'a=b' is not a Presto property key"),
+        ({"properties": {"a.b": "x\ny=z"}}, "presto.properties", "line break"),
+        (
+            {"catalog_properties": {"warehouse": {"connection-user": "postgres"}}},
+            "presto.catalog_properties.warehouse",
+            "Sawmill sets 'connection-user' itself (Presto reads the warehouse as its own read-only role)",
+        ),
+        ({"catalog_properties": {"hive": {}}}, "presto.catalog_properties.hive", "'warehouse', 'kafka' or 'tpch'"),
+    ],
+)
+def test_a_property_the_platform_sets_or_no_properties_file_can_hold_is_a_config_error(
+    isolated_env: Path, presto: dict[str, object], key: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)}[ .].*{re.escape(message)}"):
+        load_settings(presto=presto)
+
+
+def test_every_rendered_key_is_either_set_by_the_platform_or_a_default_one_may_override(isolated_env: Path) -> None:
+    overridable = {"query.remote-task.max-error-duration", "kafka.default-schema", "kafka.hide-internal-columns"}
+    files = presto_files(presto={"workers": 1})
+    for name, managed in [
+        ("coordinator.properties", MANAGED_KEYS["properties"]),
+        ("worker.properties", MANAGED_KEYS["properties"]),
+        *((f"catalog/{c}.properties", MANAGED_KEYS["catalog"]) for c in CATALOGS),
+    ]:
+        assert set(properties(files[name])) - overridable <= set(managed), name
