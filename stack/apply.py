@@ -191,8 +191,7 @@ def _start(swarm: Swarm, plan: Plan, cp: ComponentPlan) -> Started | None:
             return None
         say(f"  {cp.name} was changed by hand, putting it back: {'; '.join(changed_by_hand)}")
     for check in cp.component.checks:
-        files = ", ".join(check.files)
-        with step(f"checking {cp.name}'s {files}: {' '.join(check.command[:2])}"):
+        with step(f"checking {cp.name}'s {_named(check)}: {' '.join(check.command[:2])}"):
             run_check(swarm, plan, cp, check)
     with step(f"deploying {cp.name} (stack {cp.stack_name})"):
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
@@ -215,8 +214,13 @@ def run_check(swarm: Swarm, plan: Plan, cp: ComponentPlan, check: Check) -> None
             swarm.run_check(cp.images[0].ref, list(check.command), mounts)
         except CheckFailed as exc:
             raise DeployError(
-                f"{cp.name}: {' '.join(check.command)} refused the rendered {', '.join(check.files)}:\n{exc}"
+                f"{cp.name}: {' '.join(check.command)} refused the rendered {_named(check)}:\n{exc}"
             ) from None
+
+
+def _named(check: Check) -> str:
+    """The files a check reads, by name when there are few."""
+    return ", ".join(check.files) if len(check.files) <= 2 else f"{len(check.files)} files"
 
 
 def _roll_back(swarm: Swarm, started: list[Started], poll_s: float) -> str:

@@ -71,6 +71,11 @@ class Platform:
         return docker.execute(container, ["psql", "-U", "postgres", "-d", "warehouse", "-tAc", sql])
 
 
+def service_versions() -> dict[str, int]:
+    """Each of the platform's services with its spec version: unchanged versions mean nothing was updated."""
+    return {s.spec.name: s.version.index for s in docker.service.list() if s.spec.name.startswith(f"{PREFIX}_")}
+
+
 def running_container(service: str) -> str:
     found = docker.container.list(filters=[("label", f"com.docker.swarm.service.name={service}")])
     assert found, f"no running container of {service}"

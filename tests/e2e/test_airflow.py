@@ -82,3 +82,34 @@ def test_a_triggered_example_run_lands_in_consumption_and_its_quality_results_ar
     latest = platform.api("/quality/latest?table_name=eq.flights&select=dimension,passed")
     assert latest.status == 200, latest.body
     assert {row["dimension"] for row in json.loads(latest.body)} >= {"completeness", "uniqueness"}
+
+
+def test_the_presto_dag_stores_prestos_summary_of_the_metrics_topic_in_consumption(
+    platform: Platform, token: str
+) -> None:
+    wait_for(
+        "the dag-processor parsed presto_host_metrics (defined where Presto runs)",
+        lambda: call(platform, "GET", "/api/v2/dags/presto_host_metrics", token)[0] == 200,
+        180,
+    )
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    status, run = call(
+        platform,
+        "POST",
+        "/api/v2/dags/presto_host_metrics/dagRuns",
+        token,
+        {"logical_date": now, "dag_run_id": "e2e-presto"},
+    )
+    assert status == 200, run
+
+    def finished() -> str | None:
+        state = call(platform, "GET", "/api/v2/dags/presto_host_metrics/dagRuns/e2e-presto", token)[1]["state"]
+        return state if state in ("success", "failed") else None
+
+    assert wait_for("presto_host_metrics run finished", finished, 300) == "success"
+    # the metrics demo keeps sending samples: the run summarized minutes up to the one it was triggered in
+    summary = platform.psql(
+        "SELECT bool_and(samples > 0), bool_and(cpu_busy_pct BETWEEN 0 AND 100),"
+        f" max(minute) >= timestamp '{now}' - interval '2 minutes' FROM consumption.host_metrics_by_minute"
+    )
+    assert summary.strip() == "t|t|t"

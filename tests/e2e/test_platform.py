@@ -24,13 +24,9 @@ from stack import http as https
 from stack import swarm as swarm_module
 from stack.swarm import DockerSwarm
 
-from .conftest import HTTP_PORT, HTTPS_PORT, PREFIX, ROOT, Platform, running_container
+from .conftest import HTTP_PORT, HTTPS_PORT, PREFIX, ROOT, Platform, running_container, service_versions
 
 pytestmark = pytest.mark.e2e
-
-
-def service_versions() -> dict[str, int]:
-    return {s.spec.name: s.version.index for s in docker.service.list() if s.spec.name.startswith(f"{PREFIX}_")}
 
 
 def task_ids() -> set[str]:

@@ -8,14 +8,17 @@ the client, its TLS checks and the nextUri links Presto hands back are used unch
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
 import prestodb
 import pytest
+from python_on_whales import docker
 
-from tests.e2e.conftest import HTTPS_PORT, Platform
+from tests.e2e.conftest import HTTPS_PORT, Platform, running_container, service_versions
 
 COUNT_TIMEOUT = 120
 
@@ -105,7 +108,59 @@ def test_the_warehouse_catalog_cannot_write(presto: Connect) -> None:
         presto.query("CREATE TABLE warehouse.consumption.from_presto AS SELECT 1 AS n")
 
 
-def test_the_worker_is_an_active_node_of_the_cluster(presto: Connect) -> None:
-    workers = "SELECT count(*) FROM system.runtime.nodes WHERE coordinator = false AND state = 'active'"
-    assert presto.query(workers) == [[1]]
+WORKERS_ACTIVE = "SELECT count(*) FROM system.runtime.nodes WHERE coordinator = false AND state = 'active'"
+
+
+def test_a_worker_killed_mid_query_fails_that_query_clearly_and_the_next_runs_once_it_is_back(
+    platform: Platform, presto: Connect
+) -> None:
+    assert presto.query(WORKERS_ACTIVE) == [[1]]
+    errors: list[Exception] = []
+
+    def long_query() -> None:
+        try:
+            presto.query("SELECT sum(extendedprice * discount) FROM tpch.sf100.lineitem")  # hours on one worker
+        except Exception as exc:  # the failure is the point; the main thread asserts on it
+            errors.append(exc)
+
+    runner = threading.Thread(target=long_query, daemon=True)
+    runner.start()
+    running = "SELECT count(*) FROM system.runtime.queries WHERE state = 'RUNNING' AND query LIKE '%sf100.lineitem%'"
+    deadline = time.monotonic() + 60
+    while presto.query(running) != [[2]] and time.monotonic() < deadline:  # itself and the long query
+        assert not errors, f"the long query failed before its worker was killed: {errors}"
+        time.sleep(1)
+    assert presto.query(running) == [[2]], "the long query was not running within 60 s"
+    docker.kill(running_container(f"{platform.prefix}_presto_worker"))
+
+    # query.remote-task.max-error-duration = 1m (presto/coordinator.properties.j2): ~61 s measured
+    runner.join(timeout=120)
+    assert not runner.is_alive(), "the query went on for 120 s after its worker was killed"
+    assert len(errors) == 1 and isinstance(errors[0], prestodb.exceptions.PrestoQueryError)
+    assert errors[0].error_name == "TOO_MANY_REQUESTS_FAILED", errors[0]
+    assert "too many errors talking to a worker node" in errors[0].message
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # Swarm starts a new worker task, which announces itself
+        try:
+            if presto.query(WORKERS_ACTIVE) == [[1]] and presto.query("SELECT count(*) FROM tpch.tiny.nation") == [
+                [25]
+            ]:
+                return
+        except prestodb.exceptions.PrestoQueryError:
+            pass
+        time.sleep(3)
+    pytest.fail("no query succeeded within 180 s of the worker's restart")
+
+
+def test_a_property_presto_does_not_know_stops_up_before_anything_changes(platform: Platform, presto: Connect) -> None:
+    before = service_versions()
+    result = platform.deploy("up", check=False, SAWMILL_PRESTO__PROPERTIES=json.dumps({"query.max-exec": "1h"}))
+    assert result.returncode == 1
+    assert "presto.properties: Presto does not know the property 'query.max-exec'" in result.stdout + result.stderr
+    assert service_versions() == before
     assert presto.query("SELECT count(*) FROM tpch.tiny.nation") == [[25]]
+
+
+def test_deploy_py_presto_runs_sql_in_the_coordinator_as_the_readme_shows(platform: Platform) -> None:
+    result = platform.deploy("presto", "--", "--execute", "SELECT count(*) FROM tpch.tiny.nation")
+    assert result.stdout.strip() == '"25"'
