@@ -91,7 +91,7 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _memory_fits(self) -> Settings:
-        usable = self.heap_mb - math.ceil(self.heap_mb * HEAP_HEADROOM)
+        usable = self.heap_mb - self.headroom_mb
         if self.query_memory_mb > usable:
             raise ValueError(
                 f"query_memory_mb: {self.query_memory_mb} MB per query does not fit in a {self.heap_mb} MB heap once"
@@ -99,6 +99,11 @@ class Settings(BaseModel):
                 f" or presto.heap_mb to at least {math.ceil(self.query_memory_mb / (1 - HEAP_HEADROOM))}"
             )
         return self
+
+    @property
+    def headroom_mb(self) -> int:
+        """What Presto keeps of each node's heap out of queries' reach."""
+        return math.ceil(self.heap_mb * HEAP_HEADROOM)
 
     @property
     def nodes(self) -> int:

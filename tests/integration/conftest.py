@@ -22,6 +22,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+INIT_SH = Path(__file__).resolve().parents[2] / "stack/postgres/init.sh"
 SUPERUSER = "postgres"
 SUPERUSER_PASSWORD = "integration-superuser"
 
@@ -199,13 +200,32 @@ def kafka() -> Iterator[KafkaBroker]:
         _wait_for_kafka(broker, process, timeout=60)
         yield broker
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def run_init(server: PostgresServer, **settings: str) -> subprocess.CompletedProcess[str]:
+    """The platform's init job (stack/postgres/init.sh) on `server`, as its service runs it (`sh init.sh`), with
+    these SAWMILL_* settings."""
+    env = {
+        "PATH": f"{PG_BIN}:{os.environ['PATH']}",
+        "PGHOST": server.host,
+        "PGPORT": str(server.port),
+        "POSTGRES_USER": server.user,
+        "POSTGRES_PASSWORD": server.password,
+        **settings,
+    }
+    return subprocess.run(["sh", str(INIT_SH)], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as Swarm stops a task; SIGKILL if it has not exited within 30 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_for_kafka(broker: KafkaBroker, process: subprocess.Popen[bytes], timeout: float) -> None:

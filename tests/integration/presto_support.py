@@ -25,10 +25,9 @@ from kafka.component import HOST_METRICS_FIELDS
 from presto.component import COMPONENT
 from stack import plan
 from stack.config import load_settings
-from tests.integration.conftest import PG_BIN, KafkaBroker, PostgresServer, free_port
+from tests.integration.conftest import KafkaBroker, PostgresServer, free_port, run_init, stop
 
 PRESTO_DIR = Path(__file__).resolve().parents[2] / "presto"
-INIT_SH = PRESTO_DIR.parent / "stack/postgres/init.sh"
 PASSWORD = "presto-integration"
 SERVER = PRESTO_DIR / "server"
 START_TIMEOUT = 180
@@ -61,16 +60,7 @@ def lay_out_warehouse(server: PostgresServer) -> None:
     """The platform's init job on `server`, with role presto as the only analyst and kafka as the writer."""
     for role in ("presto", "kafka"):
         server.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'")
-    env = {
-        "PATH": f"{PG_BIN}:{os.environ['PATH']}",
-        "PGHOST": server.host,
-        "PGPORT": str(server.port),
-        "POSTGRES_USER": server.user,
-        "POSTGRES_PASSWORD": server.password,
-        "SAWMILL_WAREHOUSE_ANALYSTS": "presto",
-        "SAWMILL_WAREHOUSE_WRITERS": "kafka",
-    }
-    result = subprocess.run(["sh", str(INIT_SH)], env=env, capture_output=True, text=True, timeout=60)
+    result = run_init(server, SAWMILL_WAREHOUSE_ANALYSTS="presto", SAWMILL_WAREHOUSE_WRITERS="kafka")
     assert result.returncode == 0, result.stderr
 
 
@@ -120,12 +110,7 @@ def running_presto(topic: str, warehouse: PostgresServer, kafka: KafkaBroker) ->
         _wait_until_it_answers(port, process, log_file)
         yield Presto(port, process.pid, log_file, time.monotonic() - started)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         shutil.rmtree(root, ignore_errors=True)
 
 

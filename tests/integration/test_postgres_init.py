@@ -7,18 +7,15 @@ in /run/secrets); everything else is the job's own doing.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from parse_sources.quality import results
-from tests.integration.conftest import PG_BIN, PostgresServer, running_postgres
+from tests.integration.conftest import PostgresServer, run_init, running_postgres
 
-INIT_SH = Path(__file__).resolve().parents[2] / "stack/postgres/init.sh"
 DB_CONNECT_ENTRY = "db_connect:api_anon,api_reader,api_writer"
 PASSWORD = "init-test-login"
 
@@ -43,21 +40,15 @@ def server(cluster: PostgresServer) -> Iterator[PostgresServer]:
 
 
 def init(server: PostgresServer, **settings: str) -> subprocess.CompletedProcess[str]:
-    """Run init.sh as the init service does (`sh init.sh`), with the platform's defaults unless overridden."""
-    env = {
-        "PATH": f"{PG_BIN}:{os.environ['PATH']}",
-        "PGHOST": server.host,
-        "PGPORT": str(server.port),
-        "POSTGRES_USER": server.user,
-        "POSTGRES_PASSWORD": server.password,
+    """Run init.sh with the platform's defaults unless overridden."""
+    defaults = {
         "SAWMILL_INIT_TIMEOUT": "10",
         "SAWMILL_SERVICES": "",
         "SAWMILL_WAREHOUSE_READERS": "db_connect",
         "SAWMILL_WAREHOUSE_WRITERS": "kafka airflow",
         "SAWMILL_AUTHENTICATORS": DB_CONNECT_ENTRY,
-        **settings,
     }
-    return subprocess.run(["sh", str(INIT_SH)], env=env, capture_output=True, text=True, timeout=60, check=False)
+    return run_init(server, **(defaults | settings))
 
 
 def init_ok(server: PostgresServer, **settings: str) -> str:
