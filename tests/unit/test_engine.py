@@ -146,6 +146,12 @@ def test_a_memory_limit_no_node_has_is_refused_before_anything_changes(swarm: Fa
     assert swarm.calls == []
 
 
+def test_acme_certificates_are_refused_by_up_before_anything_changes(swarm: FakeSwarm) -> None:
+    with pytest.raises(DeployError, match=r"certificates = 'acme': .* `up` cannot yet run certbot on the swarm"):
+        up(swarm, domain="example.com", email="ops@example.com", certificates="acme")
+    assert swarm.calls == []
+
+
 def test_down_goes_in_reverse_deploy_order(swarm: FakeSwarm) -> None:
     up(swarm)
     settings = load_settings()
