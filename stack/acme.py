@@ -124,7 +124,9 @@ def _certbot(order: Order, state_dir: Path, authenticator: list[str], env: Mappi
             argv, env=environment, capture_output=True, text=True, timeout=CERTBOT_TIMEOUT_S, check=False
         )
     except subprocess.TimeoutExpired:
-        raise AcmeError(f"certbot did not finish within {CERTBOT_TIMEOUT_S} s; is {order.directory} reachable?") from None
+        raise AcmeError(
+            f"certbot did not finish within {CERTBOT_TIMEOUT_S} s; is {order.directory} reachable?"
+        ) from None
     if result.returncode != 0:
         said = "\n".join(f"  {line}" for line in result.stderr.strip().splitlines()[-15:])
         hint = ""
@@ -145,9 +147,7 @@ def _current(state_dir: Path) -> tuple[bytes, bytes] | None:
 
 def _describe(chain: bytes, key: bytes, new: bool) -> Issued:
     leaf = x509.load_pem_x509_certificates(chain)[0]
-    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-        x509.DNSName
-    )
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     return Issued(
         chain=chain,
         key=key,

@@ -17,6 +17,10 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from certbot.interfaces import Authenticator
 
 PROBE_WAIT_S = 10.0
 
@@ -110,7 +114,7 @@ def probe_zone(provider: str, run: PluginRun, domain: str, credentials: Mapping[
                 authenticator.cleanup([challenge])
 
 
-def _authenticator(plugin: str, args: list[str]):  # noqa: ANN202 -- certbot's Authenticator interface
+def _authenticator(plugin: str, args: list[str]) -> Authenticator:
     """The plugin, configured from the same arguments the certbot run gets."""
     from certbot._internal.display import obj
     from certbot._internal.plugins import disco

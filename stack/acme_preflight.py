@@ -31,9 +31,7 @@ class PreflightError(Exception):
     """A name the CA could not validate; the message lists each one with what to fix. No order was sent."""
 
 
-def check_http(
-    names: Sequence[str], webroot: Path, port: int = 80, resolver: tuple[str, int] | None = None
-) -> None:
+def check_http(names: Sequence[str], webroot: Path, port: int = 80, resolver: tuple[str, int] | None = None) -> None:
     """Fetch a probe token through every name; raise PreflightError naming each failing one."""
     token = "sawmill-preflight-" + secrets.token_urlsafe(24)
     content = secrets.token_urlsafe(32)

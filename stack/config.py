@@ -12,7 +12,7 @@ import re
 import sys
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic_settings import (
@@ -47,7 +47,8 @@ ACME_DIRECTORIES = {
     "production": "https://acme-v02.api.letsencrypt.org/directory",
     "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
 }
-DNS_PROVIDERS = ("digitalocean", "cloudflare", "route53", "rfc2136")
+DnsProvider = Literal["digitalocean", "cloudflare", "route53", "rfc2136"]  # certbot's DNS plugins we pin
+DNS_PROVIDERS: tuple[str, ...] = get_args(DnsProvider)
 
 
 class ConfigError(Exception):
@@ -64,7 +65,7 @@ class AcmeSettings(BaseModel):
     )
     ca_bundle: Path | None = Field(default=None, description="PEM CA certificates that sign a private CA's server")
     challenge: Literal["http-01", "dns-01"] = "http-01"
-    dns_provider: Literal["digitalocean", "cloudflare", "route53", "rfc2136"] | None = None
+    dns_provider: DnsProvider | None = None
     dns_propagation_seconds: int | None = Field(
         default=None, ge=0, le=3600, description="wait after writing the TXT record (None: the plugin's default)"
     )
