@@ -224,8 +224,9 @@ class Bind:
 
 @contextlib.contextmanager
 def bind(workdir: Path, zone: str) -> Iterator[Bind]:
-    """BIND 9, authoritative for `zone` (every name in it has A 127.0.0.1), taking TXT updates signed with a TSIG
-    key: certbot's rfc2136 plugin writes the challenge records into it as into any real primary server."""
+    """BIND 9, authoritative for `zone` (only the zone's own name has an address, 127.0.0.1), taking TXT updates
+    signed with a TSIG key: certbot's rfc2136 plugin writes the challenge records into it as into any real
+    primary server."""
     root = workdir / "bind"
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -236,7 +237,6 @@ def bind(workdir: Path, zone: str) -> Iterator[Bind]:
 @ IN NS ns.{zone}.
 ns IN A 127.0.0.1
 @ IN A 127.0.0.1
-* IN A 127.0.0.1
 """
     )
     (root / "named.conf").write_text(

@@ -171,6 +171,29 @@ def test_a_name_nothing_listens_for_is_told_to_open_the_port(http_ca: HttpCa, tm
         acme.obtain(closed, tmp_path / "state")
 
 
+def test_each_failing_name_is_told_its_fix_one_without_a_record_to_add_one(
+    http_ca: HttpCa, dns_ca: DnsCa, tmp_path: Path
+) -> None:
+    unknown = f"nothing.{WILD}"  # BIND is authoritative for WILD and has no such record: NXDOMAIN
+    orders = http_ca.pebble.orders()
+    resolved_by_bind = dataclasses.replace(http_ca.order((WILD, unknown)), resolver=dns_ca.bind.address)
+    with pytest.raises(PreflightError) as error:
+        acme.obtain(resolved_by_bind, tmp_path / "state")
+    assert f"{unknown}: does not resolve (NXDOMAIN); add an A (or AAAA) record for {unknown}" in str(error.value)
+    assert f"\n  {WILD}: http://{WILD}:" in str(error.value), "each failing name with its own fix: nginx serves no WILD"
+    assert http_ca.pebble.orders() == orders
+
+
+def test_an_unreachable_ca_is_an_error_that_names_it_and_keeps_the_certificate_held(
+    http_ca: HttpCa, tmp_path: Path
+) -> None:
+    held = acme.obtain(http_ca.order(SERVED[:1]), tmp_path / "state")
+    gone = f"https://127.0.0.1:{acme_servers.free_port()}/dir"
+    with pytest.raises(acme.AcmeError, match=rf"certbot could not obtain a certificate for {DOMAIN}, api.{DOMAIN}:"):
+        acme.obtain(dataclasses.replace(http_ca.order(SERVED[:2]), directory=gone), tmp_path / "state")
+    assert acme.obtain(http_ca.order(SERVED[:1]), tmp_path / "state").chain == held.chain
+
+
 def test_dns_01_issues_the_domain_and_its_wildcard_through_rfc2136(dns_ca: DnsCa, tmp_path: Path) -> None:
     orders = dns_ca.pebble.orders()
     issued = acme.obtain(dns_ca.order(), tmp_path / "state")
