@@ -152,6 +152,17 @@ def test_acme_certificates_are_refused_by_up_before_anything_changes(swarm: Fake
     assert swarm.calls == []
 
 
+def test_plan_shows_acme_certificates_as_what_up_cannot_do_yet(
+    swarm: FakeSwarm, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "connect", lambda: swarm)
+    for key, value in {"DOMAIN": "example.com", "EMAIL": "ops@example.com", "CERTIFICATES": "acme"}.items():
+        monkeypatch.setenv(f"SAWMILL_{key}", value)
+    assert cli.main(["plan"]) == 0
+    assert "will be obtained from the ACME CA, which `up` cannot do yet" in capsys.readouterr().out
+    assert swarm.calls == []
+
+
 def test_down_goes_in_reverse_deploy_order(swarm: FakeSwarm) -> None:
     up(swarm)
     settings = load_settings()
