@@ -66,6 +66,11 @@ def deployed(swarm: Swarm, prefix: str, component: str) -> Deployed | None:
 def apply(swarm: Swarm, plan: Plan, selected: list[str], check_routes: RouteCheck, poll_s: float = 0.5) -> list[str]:
     """Deploy the selected components; return the names of those that changed."""
     settings = plan.settings
+    if settings.certificates == "acme":
+        raise DeployError(
+            "certificates = 'acme': the configuration is checked, but `up` cannot yet run certbot on the swarm nor"
+            " renew there; use 'local', or 'files' with a certificate from a certbot you run yourself"
+        )
     chosen = [cp for cp in plan.components if cp.name in selected]
     check_memory(swarm, chosen)
     for missing in plan.unavailable:

@@ -35,7 +35,11 @@ See sawmill.example.toml for every key.
 
 VERIFY_TIMEOUT_S = 90
 LOCK_WAIT_S = 600
-TLS_KEY_SOURCE = {"local": "issued by the local CA", "files": "read from certificate_key_file"}
+TLS_KEY_SOURCE = {
+    "local": "issued by the local CA",
+    "files": "read from certificate_key_file",
+    "acme": "obtained from the ACME CA, which `up` cannot do yet: it refuses certificates = 'acme'",
+}
 
 
 def connect() -> Swarm:

@@ -12,9 +12,9 @@ import re
 import sys
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -42,9 +42,83 @@ SWARM_PORTS = {2377: "the swarm's manager API", 7946: "the swarm's gossip", 4789
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
+# The ACME directories `[acme] server` names by a word; any other CA is given by its directory URL.
+ACME_DIRECTORIES = {
+    "production": "https://acme-v02.api.letsencrypt.org/directory",
+    "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+}
+DnsProvider = Literal["digitalocean", "cloudflare", "route53", "rfc2136"]  # certbot's DNS plugins we pin
+DNS_PROVIDERS: tuple[str, ...] = get_args(DnsProvider)
+
 
 class ConfigError(Exception):
     """Configuration is invalid; `str()` lists each bad key with the fix."""
+
+
+class AcmeSettings(BaseModel):
+    """`[acme]`: where certificates = "acme" orders from and how the CA checks that the names are ours."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: str = Field(
+        default="production", description="'production' or 'staging' (Let's Encrypt), or an https directory URL"
+    )
+    ca_bundle: Path | None = Field(default=None, description="PEM CA certificates that sign a private CA's server")
+    challenge: Literal["http-01", "dns-01"] = "http-01"
+    dns_provider: DnsProvider | None = None
+    dns_propagation_seconds: int | None = Field(
+        default=None, ge=0, le=3600, description="wait after writing the TXT record (None: the plugin's default)"
+    )
+    key_type: Literal["ecdsa", "rsa"] = "ecdsa"
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, value: str) -> str:
+        if value in ACME_DIRECTORIES or value.startswith("https://"):
+            return value
+        if value.startswith("http://"):
+            raise ValueError(f"an ACME directory is served over https, not {value!r}; write https://")
+        raise ValueError(f"{value!r} is not 'production', 'staging' or an https:// ACME directory URL")
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            pem = value.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read {value}: {exc.strerror}; name the PEM file of the CA's root") from None
+        if b"-----BEGIN CERTIFICATE-----" not in pem:
+            raise ValueError(f"{value} holds no PEM certificate; name the PEM file of the CA's root")
+        return value.resolve()
+
+    @model_validator(mode="after")
+    def _coherent(self) -> AcmeSettings:
+        if self.challenge == "dns-01" and self.dns_provider is None:
+            raise ValueError(f"dns_provider: challenge = 'dns-01' needs one of {', '.join(DNS_PROVIDERS)}")
+        if self.challenge != "dns-01" and self.dns_provider is not None:
+            raise ValueError(
+                f"dns_provider: only challenge = 'dns-01' uses a DNS provider; set challenge = 'dns-01'"
+                f" or remove dns_provider = {self.dns_provider!r}"
+            )
+        if self.challenge != "dns-01" and self.dns_propagation_seconds is not None:
+            raise ValueError("dns_propagation_seconds: only challenge = 'dns-01' waits for DNS; remove it")
+        if self.ca_bundle is not None and self.server in ACME_DIRECTORIES:
+            raise ValueError(
+                f"ca_bundle: Let's Encrypt ({self.server}) is trusted already; a CA bundle is for a private CA's"
+                " directory URL: remove ca_bundle or set server to that URL"
+            )
+        return self
+
+    @property
+    def directory(self) -> str:
+        return ACME_DIRECTORIES.get(self.server, self.server)
+
+    @property
+    def public_ca(self) -> bool:
+        """Let's Encrypt: its validators reach port 80 only, and its rate limits apply."""
+        return self.server in ACME_DIRECTORIES
 
 
 class CoreSettings(BaseSettings):
@@ -70,6 +144,7 @@ class CoreSettings(BaseSettings):
         default=None, description="files mode: the certificate chain, PEM, leaf first"
     )
     certificate_key_file: Path | None = Field(default=None, description="files mode: its private key, PEM, unencrypted")
+    acme: AcmeSettings = Field(default_factory=AcmeSettings, description="acme mode: the CA and the challenge")
     images: Literal["local", "registry"] = "local"
     image_overrides: dict[str, str] = Field(
         default_factory=dict, description="image name -> reference to run instead (pinning, canaries)"
@@ -163,8 +238,16 @@ class CoreSettings(BaseSettings):
             raise ValueError("email: certificates = 'acme' needs an email address for the ACME account")
         if self.certificates == "acme" and self.domain == "localhost":
             raise ValueError("certificates: no public CA issues for 'localhost'; use 'local' or a real domain")
-        if self.certificates == "acme":
-            raise ValueError("certificates: 'acme' is not implemented yet; use 'local', or 'files' with your own")
+        if (
+            self.certificates == "acme"
+            and self.acme.challenge == "http-01"
+            and self.acme.public_ca
+            and self.http_port != 80
+        ):
+            raise ValueError(
+                f"http_port: Let's Encrypt checks HTTP-01 on port 80 only, and nginx listens on {self.http_port};"
+                " set http_port = 80, or use acme.challenge = 'dns-01'"
+            )
         if self.certificates == "files" and (self.certificate_file is None or self.certificate_key_file is None):
             missing = "certificate_file" if self.certificate_file is None else "certificate_key_file"
             raise ValueError(f"{missing}: certificates = 'files' needs certificate_file and certificate_key_file (PEM)")

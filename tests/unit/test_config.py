@@ -109,12 +109,82 @@ def test_the_documented_example_config_is_valid_and_states_the_defaults(
     assert load_settings() == defaults, "sawmill.example.toml says it shows every default"
 
 
-def test_acme_is_refused_up_front_until_it_is_built(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SAWMILL_CERTIFICATES", "acme")
-    monkeypatch.setenv("SAWMILL_DOMAIN", "example.com")
-    monkeypatch.setenv("SAWMILL_EMAIL", "ops@example.com")
-    with pytest.raises(ConfigError, match="'acme' is not implemented yet"):
-        load_settings()
+ACME = {"SAWMILL_CERTIFICATES": "acme", "SAWMILL_DOMAIN": "example.com", "SAWMILL_EMAIL": "ops@example.com"}
+
+
+def acme_settings(monkeypatch: pytest.MonkeyPatch, **acme: str) -> object:
+    for key, value in {**ACME, **{f"SAWMILL_ACME__{k.upper()}": v for k, v in acme.items()}}.items():
+        monkeypatch.setenv(key, value)
+    return load_settings()
+
+
+def test_acme_defaults_to_lets_encrypt_over_http_01_with_an_ecdsa_key(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acme = acme_settings(monkeypatch).acme
+    assert acme.directory == "https://acme-v02.api.letsencrypt.org/directory"
+    assert (acme.challenge, acme.dns_provider, acme.key_type, acme.ca_bundle) == ("http-01", None, "ecdsa", None)
+
+
+def test_acme_takes_staging_or_a_private_ca_with_its_bundle(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert acme_settings(monkeypatch, server="staging").acme.directory.startswith("https://acme-staging-v02.")
+    root = isolated_env / "root.pem"
+    root.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    acme = acme_settings(monkeypatch, server="https://127.0.0.1:14000/dir", ca_bundle=str(root)).acme
+    assert (acme.directory, acme.ca_bundle, acme.public_ca) == ("https://127.0.0.1:14000/dir", root, False)
+
+
+def test_dns_01_takes_one_of_certbots_dns_plugins(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    acme = acme_settings(monkeypatch, challenge="dns-01", dns_provider="rfc2136").acme
+    assert (acme.challenge, acme.dns_provider) == ("dns-01", "rfc2136")
+
+
+@pytest.mark.parametrize(
+    ("acme", "named"),
+    [
+        (
+            {"server": "http://ca.internal/dir"},
+            "acme.server (env SAWMILL_ACME__SERVER): an ACME directory is served over https",
+        ),
+        ({"server": "prod"}, "acme.server (env SAWMILL_ACME__SERVER): 'prod' is not 'production', 'staging' or"),
+        ({"ca_bundle": "/nonexistent.pem"}, "acme.ca_bundle (env SAWMILL_ACME__CA_BUNDLE): cannot read"),
+        ({"challenge": "dns-01"}, "acme.dns_provider (env SAWMILL_ACME__DNS_PROVIDER): challenge = 'dns-01' needs"),
+        ({"dns_provider": "rfc2136"}, "acme.dns_provider (env SAWMILL_ACME__DNS_PROVIDER): only challenge = 'dns-01'"),
+        ({"challenge": "dns-01", "dns_provider": "godaddy"}, "acme.dns_provider (env SAWMILL_ACME__DNS_PROVIDER)"),
+        ({"dns_propagation_seconds": "5"}, "acme.dns_propagation_seconds (env SAWMILL_ACME__DNS_PROPAGATION_SECONDS)"),
+        ({"challenge": "tls-alpn-01"}, "acme.challenge (env SAWMILL_ACME__CHALLENGE)"),
+        ({"key_type": "ed25519"}, "acme.key_type (env SAWMILL_ACME__KEY_TYPE)"),
+        ({"directory": "x"}, "acme.directory (env SAWMILL_ACME__DIRECTORY): not a setting here"),
+    ],
+)
+def test_bad_acme_settings_name_the_key_and_the_fix(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, acme: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        acme_settings(monkeypatch, **acme)
+    assert named in str(error.value)
+
+
+def test_a_ca_bundle_is_refused_for_lets_encrypt_which_is_trusted_already(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = isolated_env / "root.pem"
+    root.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    with pytest.raises(ConfigError, match=r"acme.ca_bundle .*: Let's Encrypt \(staging\) is trusted already"):
+        acme_settings(monkeypatch, server="staging", ca_bundle=str(root))
+    (isolated_env / "not.pem").write_text("hello")
+    with pytest.raises(ConfigError, match=r"acme.ca_bundle .*not.pem holds no PEM certificate"):
+        acme_settings(monkeypatch, server="https://127.0.0.1:14000/dir", ca_bundle=str(isolated_env / "not.pem"))
+
+
+def test_http_01_from_lets_encrypt_needs_nginx_on_port_80(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAWMILL_HTTP_PORT", "8080")
+    with pytest.raises(ConfigError, match=r"http_port .*: Let's Encrypt checks HTTP-01 on port 80 only"):
+        acme_settings(monkeypatch)
+    assert acme_settings(monkeypatch, server="https://127.0.0.1:14000/dir").http_port == 8080  # a private CA may
+    assert acme_settings(monkeypatch, challenge="dns-01", dns_provider="cloudflare").http_port == 8080
 
 
 def test_a_config_file_that_is_named_must_exist(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -146,6 +146,23 @@ def test_a_memory_limit_no_node_has_is_refused_before_anything_changes(swarm: Fa
     assert swarm.calls == []
 
 
+def test_acme_certificates_are_refused_by_up_before_anything_changes(swarm: FakeSwarm) -> None:
+    with pytest.raises(DeployError, match=r"certificates = 'acme': .* `up` cannot yet run certbot on the swarm"):
+        up(swarm, domain="example.com", email="ops@example.com", certificates="acme")
+    assert swarm.calls == []
+
+
+def test_plan_shows_acme_certificates_as_what_up_cannot_do_yet(
+    swarm: FakeSwarm, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "connect", lambda: swarm)
+    for key, value in {"DOMAIN": "example.com", "EMAIL": "ops@example.com", "CERTIFICATES": "acme"}.items():
+        monkeypatch.setenv(f"SAWMILL_{key}", value)
+    assert cli.main(["plan"]) == 0
+    assert "will be obtained from the ACME CA, which `up` cannot do yet" in capsys.readouterr().out
+    assert swarm.calls == []
+
+
 def test_down_goes_in_reverse_deploy_order(swarm: FakeSwarm) -> None:
     up(swarm)
     settings = load_settings()
