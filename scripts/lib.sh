@@ -15,6 +15,22 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# apt_install, with the packages' services neither started nor enabled: the tests run nginx and BIND as their own
+# processes, and as system services they would hold ports 80 and 53 (the platform's door needs 80).
+apt_install_no_services() {
+  local policy=/usr/sbin/policy-rc.d created=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && created=1
+  fi
+  local rc=0
+  apt_install "$@" || rc=$?
+  if [ -n "$created" ]; then rm -f "$policy"; fi
+  if [ -d /run/systemd/system ]; then # systemd runs this machine (even "degraded")
+    systemctl disable --now --quiet nginx named 2>/dev/null || true
+  fi
+  return "$rc"
+}
+
 ensure_engine() {
   if docker info >/dev/null 2>&1; then return 0; fi
   command -v dockerd >/dev/null 2>&1 || apt_install docker.io
