@@ -225,18 +225,28 @@ class DockerSwarm:
     def configs(self, labels: dict[str, str]) -> list[Config]:
         """Configs carrying every one of `labels`."""
         (key, value), *rest = labels.items()
-        found = [self._config(c) for c in docker.config.list(filters={"label": f"{key}={value}"})]
+        found = self._read_configs(docker.config.list(filters={"label": f"{key}={value}"}))
         return [c for c in found if all(c.labels.get(k) == v for k, v in rest)]
 
     def config(self, name: str) -> Config | None:
-        found = [c for c in docker.config.list(filters={"name": name}) if c.spec.name == name]
-        return self._config(found[0]) if found else None
+        found = [c for c in self._read_configs(docker.config.list(filters={"name": name})) if c.name == name]
+        return found[0] if found else None
 
     @staticmethod
-    def _config(c: object) -> Config:
-        spec = c.spec  # type: ignore[attr-defined]
-        created = c.created_at  # type: ignore[attr-defined]
-        return Config(spec.name, dict(spec.labels or {}), base64.b64decode(spec.data), created)
+    def _read_configs(listed: list[object]) -> list[Config]:
+        """The listed configs still there when read: the list is taken before each is inspected, so one that
+        another `up` removed in between (its stale certificate or record) is simply gone, not an error."""
+        read = []
+        for c in listed:
+            try:
+                spec = c.spec  # type: ignore[attr-defined]
+                created = c.created_at  # type: ignore[attr-defined]
+            except DockerException as exc:
+                if "not found" not in str(exc.stderr or ""):
+                    raise
+                continue
+            read.append(Config(spec.name, dict(spec.labels or {}), base64.b64decode(spec.data), created))
+        return read
 
     def create_config(self, name: str, data: bytes, labels: dict[str, str]) -> None:
         try:
