@@ -1,4 +1,4 @@
-"""The schema cache: tables, views, columns, types and keys of the exposed schemas, from pg_catalog.
+"""The schema cache: tables, views, columns, types, keys, foreign keys and functions of the exposed schemas.
 
 Only names found here ever reach SQL, so a request can never name anything else. The cache is
 introspected by the authenticator and rebuilt whole in the background (schema_refresh.py); requests
@@ -8,6 +8,7 @@ the caller's role on every request.
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import psycopg
 
@@ -34,6 +35,53 @@ ORDER BY n.nspname, c.relname, a.attnum
 """
 
 
+# Foreign keys between relations of the exposed schemas, their columns in key order.
+FOREIGN_KEY_QUERY = """
+SELECT c.conname, ns.nspname, cs.relname, nt.nspname, ct.relname,
+       ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY AS k(n, o)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
+       ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY AS k(n, o)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o)
+FROM pg_catalog.pg_constraint c
+JOIN pg_catalog.pg_class cs ON cs.oid = c.conrelid
+JOIN pg_catalog.pg_namespace ns ON ns.oid = cs.relnamespace
+JOIN pg_catalog.pg_class ct ON ct.oid = c.confrelid
+JOIN pg_catalog.pg_namespace nt ON nt.oid = ct.relnamespace
+WHERE c.contype = 'f' AND ns.nspname = ANY(%s) AND nt.nspname = ANY(%s)
+ORDER BY c.conname, ns.nspname, cs.relname
+"""
+
+# Functions: their input arguments, and the columns of what they return when that is a row type.
+FUNCTION_QUERY = """
+SELECT n.nspname, p.proname, p.oid::int8,
+       CASE WHEN p.proargmodes IS NULL
+            THEN ARRAY(SELECT coalesce(p.proargnames[i], '') FROM generate_series(1, p.pronargs) AS i ORDER BY i)
+            ELSE ARRAY(SELECT coalesce(p.proargnames[i], '') FROM generate_subscripts(p.proargmodes, 1) AS i
+                       WHERE p.proargmodes[i] IN ('i', 'b', 'v') ORDER BY i)
+       END,
+       ARRAY(SELECT pg_catalog.format_type(t, NULL) FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, o)
+             ORDER BY o),
+       p.pronargdefaults, p.proretset, pg_catalog.format_type(p.prorettype, NULL), p.provolatile,
+       CASE WHEN rt.typrelid <> 0 THEN ARRAY(
+                SELECT a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
+                FROM pg_catalog.pg_attribute a WHERE a.attrelid = rt.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+                ORDER BY a.attnum)
+            WHEN p.proargmodes IS NOT NULL THEN ARRAY(
+                SELECT p.proargnames[i] || ' ' || pg_catalog.format_type(p.proallargtypes[i], NULL)
+                FROM generate_subscripts(p.proargmodes, 1) AS i WHERE p.proargmodes[i] IN ('o', 'b', 't')
+                ORDER BY i)
+       END,
+       pg_catalog.obj_description(p.oid, 'pg_proc')
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_catalog.pg_type rt ON rt.oid = p.prorettype
+WHERE n.nspname = ANY(%s) AND p.prokind = 'f'
+ORDER BY n.nspname, p.proname, p.oid
+"""
+
+Key = tuple[str, str]  # (schema, name)
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -57,6 +105,107 @@ class Relation:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {column.name: column for column in self.columns})
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    source: Key
+    columns: tuple[str, ...]
+    target: Key
+    referenced: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Junction:
+    """The table between the two sides of a many-to-many relationship, and its two foreign keys."""
+
+    relation: Key
+    to_source: ForeignKey
+    to_target: ForeignKey
+
+
+@dataclass(frozen=True)
+class Relationship:
+    """How rows of `source` find rows of `target`: a foreign key read either way, or two through a junction."""
+
+    cardinality: Literal["many-to-one", "one-to-many", "many-to-many"]
+    source: Key
+    target: Key
+    constraint: str  # the foreign key's name; for many-to-many, the junction table's
+    join: tuple[tuple[str, str], ...] = ()  # (source column, target column) pairs, for a direct relationship
+    junction: Junction | None = None
+
+    def names(self) -> set[str]:
+        """What a `!hint` may say to pick this relationship: a constraint, a column of it, or the junction."""
+        if self.junction is not None:
+            return {self.constraint, self.junction.to_source.name, self.junction.to_target.name}
+        return {self.constraint} | {pair[0] for pair in self.join} | {pair[1] for pair in self.join}
+
+
+def relationships_from(keys: Iterable[ForeignKey]) -> dict[Key, list[Relationship]]:
+    """Each foreign key both ways, and many-to-many through every table holding foreign keys to both sides."""
+    keys = list(keys)
+    found: dict[Key, list[Relationship]] = {}
+    for fk in keys:
+        pairs = tuple(zip(fk.columns, fk.referenced, strict=True))
+        found.setdefault(fk.source, []).append(Relationship("many-to-one", fk.source, fk.target, fk.name, pairs))
+        reverse = tuple((b, a) for a, b in pairs)
+        found.setdefault(fk.target, []).append(Relationship("one-to-many", fk.target, fk.source, fk.name, reverse))
+    by_table: dict[Key, list[ForeignKey]] = {}
+    for fk in keys:
+        by_table.setdefault(fk.source, []).append(fk)
+    for junction, outgoing in by_table.items():
+        for to_source in outgoing:
+            for to_target in outgoing:
+                if to_source is not to_target and junction not in (to_source.target, to_target.target):
+                    found.setdefault(to_source.target, []).append(
+                        Relationship(
+                            "many-to-many",
+                            to_source.target,
+                            to_target.target,
+                            junction[1],
+                            junction=Junction(junction, to_source, to_target),
+                        )
+                    )
+    return found
+
+
+@dataclass(frozen=True)
+class Function:
+    """A function callable as /rpc/name: its input arguments (name, type) and what it returns."""
+
+    schema: str
+    name: str
+    oid: int
+    arguments: tuple[tuple[str, str], ...]
+    defaults: int  # how many of the last arguments have defaults
+    returns_set: bool
+    return_type: str
+    volatility: Literal["i", "s", "v"]
+    result: "Relation | None"  # the columns when it returns rows of a row type: filtered like a table
+    description: str | None = None
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.arguments[: len(self.arguments) - self.defaults])
+
+
+def functions_from_rows(rows: Iterable[tuple]) -> dict[Key, list[Function]]:
+    """Overloads grouped by name; functions with unnamed arguments cannot be called by name and are left out."""
+    found: dict[Key, list[Function]] = {}
+    for schema, name, oid, arg_names, arg_types, defaults, returns_set, return_type, volatility, out, comment in rows:
+        if any(not arg for arg in arg_names):
+            continue
+        result = None
+        if out:
+            columns = tuple(Column(*column.split(" ", 1)) for column in out)
+            result = Relation(schema, name, "function", columns, (), oid)
+        arguments = tuple(zip(arg_names, arg_types, strict=True))
+        found.setdefault((schema, name), []).append(
+            Function(schema, name, oid, arguments, defaults, returns_set, return_type, volatility, result, comment)
+        )
+    return found
 
 
 def relations_from_rows(rows: Iterable[tuple]) -> dict[tuple[str, str], Relation]:
@@ -89,16 +238,44 @@ class Catalog:
     def __init__(self, schemas: tuple[str, ...]) -> None:
         self.schemas = schemas
         # Swapped whole on reload; reading one attribute is atomic, so requests need no lock.
-        self._relations: dict[tuple[str, str], Relation] = {}
+        self._relations: dict[Key, Relation] = {}
+        self._relationships: dict[Key, list[Relationship]] = {}
+        self._functions: dict[Key, list[Function]] = {}
         self.version = 0
 
     async def reload(self, conn: psycopg.AsyncConnection) -> None:
-        cursor = await conn.execute(CATALOG_QUERY, (list(self.schemas),))
-        self.replace(relations_from_rows(await cursor.fetchall()))
+        schemas = list(self.schemas)
+        relations = relations_from_rows(await (await conn.execute(CATALOG_QUERY, (schemas,))).fetchall())
+        keys = [
+            ForeignKey(r[0], (r[1], r[2]), tuple(r[5]), (r[3], r[4]), tuple(r[6]))
+            for r in await (await conn.execute(FOREIGN_KEY_QUERY, (schemas, schemas))).fetchall()
+        ]
+        functions = functions_from_rows(await (await conn.execute(FUNCTION_QUERY, (schemas,))).fetchall())
+        self.replace(relations, keys, functions)
 
-    def replace(self, relations: dict[tuple[str, str], Relation]) -> None:
+    def replace(
+        self,
+        relations: dict[Key, Relation],
+        foreign_keys: Iterable[ForeignKey] = (),
+        functions: dict[Key, list[Function]] | None = None,
+    ) -> None:
+        """Swap in a new cache; relationships are derived once here, not per request."""
+        self._relationships = relationships_from(foreign_keys)
+        self._functions = functions or {}
         self._relations = relations
         self.version += 1
+
+    def relationships(self, source: Key) -> list[Relationship]:
+        return self._relationships.get(source, [])
+
+    def all_relationships(self) -> list[Relationship]:
+        return [r for found in self._relationships.values() for r in found]
+
+    def functions(self, schema: str, name: str) -> list[Function]:
+        return self._functions.get((schema, name), [])
+
+    def all_functions(self) -> list[Function]:
+        return [f for found in self._functions.values() for f in found]
 
     def relations(self) -> list[Relation]:
         return list(self._relations.values())
