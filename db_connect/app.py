@@ -185,7 +185,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         if key not in documents:
             if len(documents) >= MAX_DOCUMENTS:
                 documents.clear()
-            documents[key] = document(FastAPI.openapi(app), relations)
+            documents[key] = document(
+                FastAPI.openapi(app), relations, catalog.all_relationships(), catalog.all_functions()
+            )
         return JSONResponse(documents[key])
 
     return read_to_the_end(data_router(app, handle))

@@ -143,8 +143,11 @@ class Relationship:
         return {self.constraint} | {pair[0] for pair in self.join} | {pair[1] for pair in self.join}
 
 
-def relationships_from(keys: Iterable[ForeignKey]) -> dict[Key, list[Relationship]]:
-    """Each foreign key both ways, and many-to-many through every table holding foreign keys to both sides."""
+def relationships_from(
+    keys: Iterable[ForeignKey], primary_keys: dict[Key, tuple[str, ...]] | None = None
+) -> dict[Key, list[Relationship]]:
+    """Each foreign key both ways, and many-to-many through junctions: as in PostgREST, a table with foreign keys
+    to both sides whose columns are all part of its primary key."""
     keys = list(keys)
     found: dict[Key, list[Relationship]] = {}
     for fk in keys:
@@ -156,9 +159,14 @@ def relationships_from(keys: Iterable[ForeignKey]) -> dict[Key, list[Relationshi
     for fk in keys:
         by_table.setdefault(fk.source, []).append(fk)
     for junction, outgoing in by_table.items():
+        key_columns = set((primary_keys or {}).get(junction, ()))
         for to_source in outgoing:
             for to_target in outgoing:
-                if to_source is not to_target and junction not in (to_source.target, to_target.target):
+                if (
+                    to_source is not to_target
+                    and junction not in (to_source.target, to_target.target)
+                    and set(to_source.columns) | set(to_target.columns) <= key_columns
+                ):
                     found.setdefault(to_source.target, []).append(
                         Relationship(
                             "many-to-many",
@@ -260,7 +268,8 @@ class Catalog:
         functions: dict[Key, list[Function]] | None = None,
     ) -> None:
         """Swap in a new cache; relationships are derived once here, not per request."""
-        self._relationships = relationships_from(foreign_keys)
+        primary_keys = {key: relation.primary_key for key, relation in relations.items()}
+        self._relationships = relationships_from(foreign_keys, primary_keys)
         self._functions = functions or {}
         self._relations = relations
         self.version += 1

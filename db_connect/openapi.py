@@ -1,4 +1,4 @@
-"""The OpenAPI 3 document, generated from the schema cache: one path per exposed table or view.
+"""The OpenAPI 3 document, generated from the schema cache: one path per exposed table, view and function.
 
 Rebuilt only when the cache changes. Column filters, select, order, paging and the Prefer header are
 declared for every path, so generated clients and schemathesis see the real surface.
@@ -6,7 +6,7 @@ declared for every path, so generated clients and schemathesis see the real surf
 
 from typing import Any
 
-from db_connect.catalog import Column, Relation
+from db_connect.catalog import Column, Function, Relation, Relationship
 
 ERROR = {"$ref": "#/components/schemas/ErrorBody"}
 ERROR_STATUSES = {
@@ -40,13 +40,60 @@ FILTER_DESCRIPTION = (
 )
 
 
-def json_schema(column: Column) -> dict[str, Any]:
+def json_schema(column: Column, references: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    """A column's schema; a foreign key column says so as PostgREST's document does, for tools that read it."""
     if column.type.endswith("[]"):
         schema: dict[str, Any] = {"type": "array"}
     else:
         schema = dict(SCALARS.get(column.type.split("(")[0], {"type": "string"}))
     schema["description"] = column.description or column.type
+    if references and column.name in references:
+        table, target = references[column.name]
+        schema["description"] += (
+            f"\n\nNote:\nThis is a Foreign Key to `{table}.{target}`.<fk table='{table}' column='{target}'/>"
+        )
     return schema
+
+
+def references_of(relation: Relation, relationships: list[Relationship]) -> dict[str, tuple[str, str]]:
+    """Foreign key column → (referenced table, column), for the many-to-one relationships of the relation."""
+    return {
+        source: (r.target[1], target)
+        for r in relationships
+        if r.cardinality == "many-to-one" and r.source == (relation.schema, relation.name)
+        for source, target in r.join
+    }
+
+
+def function_path(function: Function) -> dict[str, Any]:
+    """POST with the arguments as a JSON object; GET with them as query parameters unless it is VOLATILE."""
+    arguments = {
+        "type": "object",
+        "required": list(function.required),
+        "properties": {name: json_schema(Column(name, type_)) for name, type_ in function.arguments},
+    }
+    returned = {"application/json": {"schema": {}}}
+    title = f"{function.schema}.{function.name}"
+    path: dict[str, Any] = {
+        "post": {
+            "tags": [function.schema, "rpc"],
+            "summary": function.description or f"Call {title}",
+            "security": SECURITY,
+            "requestBody": {"required": False, "content": {"application/json": {"schema": arguments}}},
+            "responses": responses("200", f"What {title} returns ({function.return_type})", returned),
+        }
+    }
+    if function.volatility != "v":
+        path["get"] = {
+            "tags": [function.schema, "rpc"],
+            "summary": function.description or f"Call {title} (read-only)",
+            "security": SECURITY,
+            "parameters": [
+                {**parameter(name, type_), "required": name in function.required} for name, type_ in function.arguments
+            ],
+            "responses": responses("200", f"What {title} returns ({function.return_type})", returned),
+        }
+    return path
 
 
 def parameter(name: str, description: str, schema: dict[str, Any] | None = None, where: str = "query") -> dict:
@@ -139,16 +186,23 @@ def component_name(relation: Relation) -> str:
     return f"{relation.schema}.{relation.name}".replace(" ", "_")
 
 
-def document(base: dict[str, Any], relations: list[Relation]) -> dict[str, Any]:
-    """The static routes of `base` (FastAPI's own document) plus a path and a schema per relation."""
+def document(
+    base: dict[str, Any],
+    relations: list[Relation],
+    relationships: list[Relationship] = (),  # type: ignore[assignment]
+    functions: list[Function] = (),  # type: ignore[assignment]
+) -> dict[str, Any]:
+    """The static routes of `base` (FastAPI's own document) plus a path and a schema per relation and function."""
     doc = {**base, "paths": dict(base.get("paths", {})), "components": dict(base.get("components", {}))}
     schemas = dict(doc["components"].get("schemas", {}))
     for relation in sorted(relations, key=lambda r: (r.schema, r.name)):
         name = component_name(relation)
         schemas[name] = {
             "type": "object",
-            "properties": {c.name: json_schema(c) for c in relation.columns},
+            "properties": {c.name: json_schema(c, references_of(relation, relationships)) for c in relation.columns},
         }
         doc["paths"][f"/{relation.schema}/{relation.name}"] = relation_path(relation, f"#/components/schemas/{name}")
+    for function in sorted(functions, key=lambda f: (f.schema, f.name, f.oid)):
+        doc["paths"][f"/{function.schema}/rpc/{function.name}"] = function_path(function)
     doc["components"]["schemas"] = schemas
     return doc

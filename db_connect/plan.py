@@ -145,7 +145,11 @@ def ambiguous(source: Relation, name: str, found: Sequence[Relationship]) -> Api
 def relationship(catalog: Catalog, source: Relation, embed: Embed) -> Relationship:
     """The one relationship an embed names: by target table name, narrowed by its hint."""
     key = (source.schema, source.name)
-    found = [r for r in catalog.relationships(key) if embed.name in (r.target[1], r.constraint)]
+    found = [
+        r
+        for r in catalog.relationships(key)
+        if embed.name == r.target[1] or (r.junction is None and embed.name == r.constraint)
+    ]
     if not found and embed.hint is None:  # PostgREST also takes a foreign key column: parent_id(*)
         found = [r for r in catalog.relationships(key) if r.junction is None and embed.name in r.names()]
     if embed.hint is not None:
