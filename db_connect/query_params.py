@@ -270,7 +270,7 @@ def parse_order(text: str, parameter: str = "order") -> tuple[OrderTerm, ...]:
 
 
 def parse_names(parameter: str, text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(part.strip() for part in split_top_level(text, parameter)))
+    names = tuple(dict.fromkeys(unquote(part.strip()) for part in split_top_level(text, parameter)))
     if not all(names):
         raise invalid(parameter, "an empty column name")
     return names
@@ -350,7 +350,7 @@ def decode_cursor(token: str) -> tuple[str, ...]:
 def refuse_read_parameters(params: list[tuple[str, str]], method: str) -> None:
     """A write changes every row its filters match: paging or ordering it would be silently ignored."""
     for key, _ in params:
-        if key in READ_PARAMETERS or (key == "on_conflict" and method != "POST"):
+        if key in READ_PARAMETERS or (key in ("on_conflict", "columns") and method != "POST"):
             raise invalid(key, f"does not apply to {method}", hint="Narrow the filters to the rows to change")
 
 

@@ -133,11 +133,17 @@ async def json_body(request: Request, limit: int) -> object:
     return parsed
 
 
-def json_rows(data: object) -> tuple[list[str], list[list[str | None]]]:
-    """An object or an array of objects that all have the same keys: the columns and the rows."""
+def json_rows(data: object, columns: tuple[str, ...] | None = None) -> tuple[list[str], list[list[str | None]]]:
+    """An object or an array of objects that all have the same keys: the columns and the rows.
+
+    With `columns=` (PostgREST's, for bulk inserts of objects with different keys) those columns are
+    written, a key a row lacks is null, and other keys are ignored.
+    """
     rows = data if isinstance(data, list) else [data]
     if not rows or not all(isinstance(row, dict) for row in rows):
         raise invalid_body("Send a JSON object or a non-empty array of objects", hint='e.g. [{"id": 1}]')
+    if columns is not None:
+        return list(columns), [[value_text(row.get(name)) for name in columns] for row in rows]
     names = list(rows[0])
     if not names:
         raise invalid_body("The objects name no column")
@@ -188,7 +194,7 @@ async def insert(call: DataRequest) -> Response:
             await spooled(copy_data(rest, chunks), spool)
             rows: list[list[str | None]] = []
         else:
-            names, rows = json_rows(await json_body(request, call.settings.max_json_body_bytes))
+            names, rows = json_rows(await json_body(request, call.settings.max_json_body_bytes), query.columns)
             checked_names(relation, names)
         with_staging = staged(relation, query, prefs)
         target = STAGING if with_staging else sql.Identifier(relation.schema, relation.name)
@@ -243,6 +249,22 @@ async def delete(call: DataRequest) -> Response:
 
 
 async def write(call: DataRequest, statement: Statement) -> Response:
-    """Run one writing statement (it returns the written rows as JSON, or NULL, and their count)."""
-    ((body, written),) = await run(call.pool, call.principal, [statement], read_only=False)
+    """Run one writing statement (it returns the written rows as JSON, or NULL, and their count).
+
+    With `Prefer: handling=strict, max-affected=N` a write of more rows is rolled back, as in PostgREST.
+    """
+    limit = call.prefs.max_affected
+    if limit is None:
+        ((body, written),) = await run(call.pool, call.principal, [statement], read_only=False)
+        return written_response(200, body, written)
+    async with transaction(call.pool, call.principal, read_only=False) as conn:
+        body, written = await (await conn.execute(statement.query, statement.params)).fetchone() or (None, 0)
+        if written > limit:
+            raise ApiError(
+                400,
+                "PGRST124",
+                "Query result exceeds max-affected preference constraint",
+                details=f"The query affects {written} rows",
+                hint="Nothing was changed; narrow the filters or raise max-affected",
+            )
     return written_response(200, body, written)
