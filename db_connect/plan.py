@@ -3,11 +3,16 @@
 As PostgREST's Plan.hs: every name is found here (columns, embedded resources through their foreign
 keys, a function and its arguments), so the SQL builders only translate a plan and tests can look at one.
 A bad name is a 400 naming the parameter; an embedding that several relationships fit is PostgREST's 300.
+The response's media type (negotiate) and the transaction's mode (read_only) are decided here too.
+
+A read's plan is made once per query shape and kept with its SQL (templates.py): planning every request
+would cost a twentieth of a small read's CPU, and requests of one shape have one plan.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+
+from starlette.datastructures import Headers
 
 from db_connect.catalog import Catalog, Function, Relation, Relationship
 from db_connect.errors import ApiError
@@ -28,7 +33,7 @@ JSON_TYPE = "application/json"
 CSV_TYPE = "text/csv"
 OBJECT_TYPE = "application/vnd.pgrst.object+json"  # one row, as an object: single()
 ARRAY_TYPE = "application/vnd.pgrst.array+json"
-MediaType = Literal["application/json", "text/csv", "application/vnd.pgrst.object+json"]
+ACCEPTED = (JSON_TYPE, CSV_TYPE, OBJECT_TYPE, ARRAY_TYPE, "*/*", "application/*")
 
 
 @dataclass(frozen=True)
@@ -290,6 +295,25 @@ def plan_call(
     if read is None and (query.select or query.where.items or query.order):
         raise invalid("select", f"{schema}.{name} returns {function.return_type}, not rows to select or filter")
     return Call(function, values, read)
+
+
+def negotiate(headers: Headers) -> tuple[str, bool]:
+    """The response's media type (JSON array, CSV or one object) and whether nulls are stripped; else 406."""
+    accept = headers.get("accept", "")
+    if not accept:
+        return JSON_TYPE, False
+    for part in accept.split(","):
+        media, *parameters = (item.strip().lower() for item in part.split(";"))
+        if media in ACCEPTED:
+            stripped = "nulls=stripped" in parameters and media in (OBJECT_TYPE, ARRAY_TYPE)
+            kind = media if media in (CSV_TYPE, OBJECT_TYPE) else JSON_TYPE
+            return kind, stripped
+    raise ApiError(
+        406,
+        "PGRST107",
+        f"None of these media types are available: {accept}",
+        hint=f"Accept one of {', '.join(ACCEPTED[:4])}",
+    )
 
 
 def read_only(method: str, function: Function | None = None) -> bool:

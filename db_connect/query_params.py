@@ -308,6 +308,8 @@ def parse_select(text: str, parameter: str = "select", depth: int = 0) -> tuple[
 
 def split_key(key: str) -> tuple[tuple[str, ...], str]:
     """`child.grand.col=` → (("child", "grand"), "col"); a JSON path keeps its own arrows: `data->a.b`."""
+    if "." not in key:
+        return (), key
     for suffix in (*EMBEDDED_PARAMETERS, *SINGLE):
         if key == suffix:
             return (), key
@@ -378,7 +380,7 @@ def parse_query(params: list[tuple[str, str]], default_limit: int, max_limit: in
         MAX_CONDITIONS
     ):
         raise invalid("filters", f"more than {MAX_CONDITIONS} conditions")
-    embedded = {
+    embedded = not (paging or conditions) or {
         path: SubQuery(
             Group("and", tuple(conditions.get(path, ()))),
             parse_order(given["order"], ".".join((*path, "order"))) if given.get("order") else (),
@@ -403,5 +405,5 @@ def parse_query(params: list[tuple[str, str]], default_limit: int, max_limit: in
         cursor=cursor,
         on_conflict=parse_names("on_conflict", on_conflict) if on_conflict else None,
         columns=parse_names("columns", columns) if columns else None,
-        embedded=tuple(sorted(embedded.items())),
+        embedded=() if embedded is True else tuple(sorted(embedded.items())),
     )

@@ -9,14 +9,13 @@ still a 400 and not a broken 200.
 import json
 from collections.abc import AsyncIterator, Sequence
 
-from starlette.datastructures import Headers
 from starlette.responses import Response, StreamingResponse
 
 from db_connect import templates
 from db_connect.data_request import DataRequest
 from db_connect.database import run, transaction
 from db_connect.errors import ApiError
-from db_connect.plan import ARRAY_TYPE, CSV_TYPE, JSON_TYPE, OBJECT_TYPE, ReadPlan, plan_query
+from db_connect.plan import CSV_TYPE, JSON_TYPE, OBJECT_TYPE, ReadPlan, negotiate, plan_query
 from db_connect.prefer import Preferences
 from db_connect.query_params import encode_cursor
 from db_connect.statements import (
@@ -31,26 +30,6 @@ from db_connect.statements import (
 AGGREGATE_MAX_ROWS = 1000
 STREAM_CHUNK_ROWS = 1000
 CSV_RESPONSE_TYPE = "text/csv; charset=utf-8"
-ACCEPTED = (JSON_TYPE, CSV_TYPE, OBJECT_TYPE, ARRAY_TYPE, "*/*", "application/*")
-
-
-def negotiate(headers: Headers) -> tuple[str, bool]:
-    """The response's media type (JSON array, CSV or one object) and whether nulls are stripped; else 406."""
-    accept = headers.get("accept", "")
-    if not accept:
-        return JSON_TYPE, False
-    for part in accept.split(","):
-        media, *parameters = (item.strip().lower() for item in part.split(";"))
-        if media in ACCEPTED:
-            stripped = "nulls=stripped" in parameters and media in (OBJECT_TYPE, ARRAY_TYPE)
-            kind = media if media in (CSV_TYPE, OBJECT_TYPE) else JSON_TYPE
-            return kind, stripped
-    raise ApiError(
-        406,
-        "PGRST107",
-        f"None of these media types are available: {accept}",
-        hint=f"Accept one of {', '.join(ACCEPTED[:4])}",
-    )
 
 
 def strip_nulls(value: object) -> object:

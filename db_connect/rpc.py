@@ -14,7 +14,7 @@ from db_connect import reads
 from db_connect.data_request import DataRequest, query_items
 from db_connect.database import run
 from db_connect.errors import ApiError
-from db_connect.plan import CSV_TYPE, OBJECT_TYPE, Call, plan_call, read_only
+from db_connect.plan import CSV_TYPE, OBJECT_TYPE, Call, negotiate, plan_call, read_only
 from db_connect.statements import FromCall, Statement, page_statement
 from db_connect.writes import JSON_TYPE, json_body, media_type
 
@@ -80,7 +80,7 @@ async def call(request: DataRequest) -> Response:
         request.catalog, request.target.schema, request.target.function or "", given, request.query, method
     )
     only_reads = read_only(method, plan.function)
-    media, stripped = reads.negotiate(request.request.headers)
+    media, stripped = negotiate(request.request.headers)
     if plan.read is None:
         ((body, _, _),) = await run(request.pool, request.principal, [scalar_statement(plan)], only_reads)
         if body is None:

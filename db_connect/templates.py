@@ -43,7 +43,7 @@ def shape_of(query: Query) -> tuple[Query, list[object]]:
     def condition(cond: Condition) -> Condition:
         if cond.operator == "is":
             return cond  # null/true/false/unknown is SQL text, not a bound value
-        return replace(cond, value=slot(cond.value))
+        return Condition(cond.column, cond.operator, slot(cond.value), cond.negated, cond.modifier)  # type: ignore[arg-type]
 
     def group(where: Group) -> Group:
         items = tuple(group(i) if isinstance(i, Group) else condition(i) for i in where.items)
@@ -54,11 +54,10 @@ def shape_of(query: Query) -> tuple[Query, list[object]]:
         return replace(query, where=group(query.where), limit=limit, offset=slot(query.offset))  # type: ignore[arg-type]
 
     where = group(query.where)
-    embedded = tuple((path, sub(query)) for path, query in query.embedded)
+    embedded = tuple((path, sub(query)) for path, query in query.embedded) if query.embedded else ()
     cursor = None if query.cursor is None else tuple(slot(v) for v in query.cursor)
-    shape = replace(
-        query, where=where, embedded=embedded, limit=slot(query.limit), offset=slot(query.offset), cursor=cursor
-    )
+    limit, offset = slot(query.limit), slot(query.offset)
+    shape = Query(query.select, where, query.order, limit, offset, cursor, query.on_conflict, query.columns, embedded)  # type: ignore[arg-type]
     return shape, values
 
 
