@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator, Sequence
 from starlette.responses import Response, StreamingResponse
 
 from db_connect import templates
+from db_connect.catalog import Catalog, Relation
 from db_connect.data_request import DataRequest
 from db_connect.database import run, transaction
 from db_connect.errors import ApiError
 from db_connect.plan import CSV_TYPE, JSON_TYPE, OBJECT_TYPE, ReadPlan, negotiate, plan_query
 from db_connect.prefer import Preferences
-from db_connect.query_params import encode_cursor
+from db_connect.query_params import Query, encode_cursor
 from db_connect.statements import (
     FromCall,
     Statement,
@@ -100,19 +101,16 @@ def range_status(offset: int, returned: int, total: int | None) -> int:
     return 206 if returned < total else 200
 
 
-def page_statements(call: DataRequest, cap: int) -> list[Statement]:
+def page_statements(
+    catalog: Catalog, relation: Relation, query: Query, prefs: Preferences, cap: int
+) -> list[Statement]:
     """The page and the counts asked for, from the texts composed (and the plan made) once per query shape."""
-    relation, prefs = call.relation, call.prefs
 
-    def build(shape: object) -> list[Statement]:
-        plan = plan_query(call.catalog, relation, shape)  # type: ignore[arg-type]
-        return [page_statement(plan, plan_cursor(shape)), *count_statements(plan, prefs, cap)]
+    def build(shape: Query) -> list[Statement]:
+        plan = plan_query(catalog, relation, shape)
+        return [page_statement(plan, shape.cursor), *count_statements(plan, prefs, cap)]
 
-    return templates.statements(relation, call.query, ("page", prefs.count), build)
-
-
-def plan_cursor(shape: object) -> Sequence[object] | None:
-    return shape.cursor  # type: ignore[attr-defined]
+    return templates.statements(relation, query, ("page", prefs.count), build)
 
 
 async def read(call: DataRequest) -> Response:
@@ -126,7 +124,8 @@ async def read(call: DataRequest) -> Response:
 
 
 async def read_page(call: DataRequest, media: str, stripped: bool) -> Response:
-    rows = await run(call.pool, call.principal, page_statements(call, call.settings.exact_count_limit), True)
+    statements = page_statements(call.catalog, call.relation, call.query, call.prefs, call.settings.exact_count_limit)
+    rows = await run(call.pool, call.principal, statements, True)
     return page_response(call, rows, media, stripped)
 
 
