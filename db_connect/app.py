@@ -1,8 +1,9 @@
 """The FastAPI application: routes, start-up and shutdown of the pool and the schema cache.
 
-A data request goes through PostgREST's stages: authenticate (auth.py), find the relation in the
-schema cache (catalog.py), parse the query string (query_params.py), build SQL (statements.py), run
-it in one transaction under the caller's role (database.py), render the response (reads.py, writes.py).
+A data request goes through PostgREST's stages: authenticate (auth.py), find the table, view or function
+the URL names in the schema cache (routes.py, catalog.py), parse the query string (query_params.py), plan
+it against the cache (plan.py), build SQL (statements.py), run it in one transaction under the caller's
+role (database.py), render the response (reads.py, writes.py, rpc.py).
 
 `uvicorn db_connect.app:app` builds the app from the environment on first access (see __getattr__),
 so importing this module, as tests do, needs neither secrets nor a database.
@@ -51,9 +52,12 @@ REST access to the Sawmill warehouse's exposed schemas (by default `consumption`
 
 * `GET /` lists the tables and views your role can read; `GET /openapi.json` (this document) describes
   those, as PostgREST does: both need credentials.
-* `GET /{schema}/{table}?select=a,b&a=gte.5&or=(b.is.null,b.like.*x*)&order=a.desc&limit=100` reads rows
-  as JSON, or CSV with `Accept: text/csv`; `Prefer: count=exact|planned|estimated` fills `Content-Range`;
-  `cursor=` pages by key (follow the `Next-Cursor` header).
+* `GET /{table}` (schema by `Accept-Profile`) or `/{schema}/{table}`, e.g.
+  `?select=a,b,parent(c),children(*)&a=gte.5&or=(b.is.null,b.like.*x*)&order=a.desc&limit=100&children.limit=5`,
+  reads rows as JSON, embedding related rows through foreign keys, or CSV with `Accept: text/csv`;
+  `Prefer: count=exact|planned|estimated` fills `Content-Range`; `cursor=` pages by key (`Next-Cursor`).
+* `POST /rpc/{function}` (JSON object of named arguments) or `GET /rpc/{function}?arg=1` (STABLE and
+  IMMUTABLE functions) calls a function; rows it returns are filtered and paged like a table's.
 * `POST` inserts a JSON array or a CSV body (loaded with COPY); `on_conflict=` upserts; `PATCH` and
   `DELETE` need a filter; `Prefer: return=representation` returns the written rows.
 

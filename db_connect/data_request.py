@@ -9,7 +9,7 @@ from db_connect.auth import Principal
 from db_connect.catalog import Catalog, Relation
 from db_connect.errors import ApiError
 from db_connect.prefer import Preferences
-from db_connect.query_params import Query, parse_query, refuse_read_parameters
+from db_connect.query_params import Query, invalid, parse_query, refuse_read_parameters
 from db_connect.routes import Target
 from db_connect.settings import Settings
 
@@ -30,10 +30,6 @@ class DataRequest:
         assert self.target.relation is not None, "a table request"
         return self.target.relation
 
-    @property
-    def read_only(self) -> bool:
-        return self.request.method in ("GET", "HEAD")
-
 
 def query_items(request: Request) -> list[tuple[str, str]]:
     items = request.query_params.multi_items()
@@ -48,4 +44,8 @@ def parse_request(request: Request, settings: Settings, rpc_arguments: frozenset
     if rpc_arguments is None and request.method not in ("GET", "HEAD"):
         refuse_read_parameters(items, request.method)
     items = [(k, v) for k, v in items if k not in (rpc_arguments or ())]
-    return parse_query(items, settings.default_page_size, settings.max_page_size)
+    query = parse_query(items, settings.default_page_size, settings.max_page_size)
+    if rpc_arguments is None and request.method not in ("GET", "HEAD") and query.embedded:
+        path = ".".join(query.embedded[0][0])
+        raise invalid(path, f"does not apply to {request.method}: embedding is for reads")
+    return query

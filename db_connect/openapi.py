@@ -4,6 +4,7 @@ Rebuilt only when the cache changes. Column filters, select, order, paging and t
 declared for every path, so generated clients and schemathesis see the real surface.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 from db_connect.catalog import Column, Function, Relation, Relationship
@@ -35,8 +36,9 @@ SCALARS: dict[str, dict[str, Any]] = {
     "uuid": {"type": "string", "format": "uuid"},
 }
 FILTER_DESCRIPTION = (
-    "Filter: `op.value` with op one of eq, neq, gt, gte, lt, lte, like, ilike (`*` is a wildcard), "
-    "in.(a,b), is.null|true|false; prefix with `not.` to negate."
+    "Filter: `op.value` with op one of eq, neq, gt, gte, lt, lte, like, ilike (`*` is a wildcard), match, imatch, "
+    "in.(a,b), is.null|true|false, isdistinct, cs, cd, ov, sl, sr, nxl, nxr, adj, fts, plfts, phfts, wfts "
+    "(e.g. fts(english).word); prefix with `not.` to negate."
 )
 
 
@@ -55,7 +57,7 @@ def json_schema(column: Column, references: dict[str, tuple[str, str]] | None = 
     return schema
 
 
-def references_of(relation: Relation, relationships: list[Relationship]) -> dict[str, tuple[str, str]]:
+def references_of(relation: Relation, relationships: Sequence[Relationship]) -> dict[str, tuple[str, str]]:
     """Foreign key column → (referenced table, column), for the many-to-one relationships of the relation."""
     return {
         source: (r.target[1], target)
@@ -129,7 +131,7 @@ def relation_path(relation: Relation, ref: str) -> dict[str, Any]:
     listing = {"application/json": {"schema": rows}, "text/csv": {"schema": {"type": "string"}}}
     returned = {"application/json": {"schema": rows}}
     prefer = parameter("Prefer", "count=exact|planned|estimated, return=representation, resolution=...", where="header")
-    select = parameter("select", "Columns to return, e.g. `id,name`")
+    select = parameter("select", "Columns and embedded resources to return, e.g. `id,name,parent(*),children(id)`")
     title = f"{relation.schema}.{relation.name}"
     path: dict[str, Any] = {
         "get": {
@@ -189,8 +191,8 @@ def component_name(relation: Relation) -> str:
 def document(
     base: dict[str, Any],
     relations: list[Relation],
-    relationships: list[Relationship] = (),  # type: ignore[assignment]
-    functions: list[Function] = (),  # type: ignore[assignment]
+    relationships: Sequence[Relationship] = (),
+    functions: Sequence[Function] = (),
 ) -> dict[str, Any]:
     """The static routes of `base` (FastAPI's own document) plus a path and a schema per relation and function."""
     doc = {**base, "paths": dict(base.get("paths", {})), "components": dict(base.get("components", {}))}

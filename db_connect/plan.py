@@ -18,7 +18,6 @@ from db_connect.catalog import Catalog, Function, Relation, Relationship
 from db_connect.errors import ApiError
 from db_connect.query_params import (
     STAR,
-    Condition,
     Embed,
     Field,
     Group,
@@ -119,11 +118,7 @@ def check_where(relation: Relation, where: Group, parameter: str) -> None:
         if isinstance(item, Group):
             check_where(relation, item, parameter)
         else:
-            check_condition(relation, item, parameter)
-
-
-def check_condition(relation: Relation, cond: Condition, parameter: str) -> None:
-    check_column(relation, cond.column, parameter or cond.column)
+            check_column(relation, item.column, parameter or item.column)
 
 
 def ambiguous(source: Relation, name: str, found: Sequence[Relationship]) -> ApiError:

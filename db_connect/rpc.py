@@ -15,7 +15,7 @@ from db_connect.data_request import DataRequest, query_items
 from db_connect.database import run
 from db_connect.errors import ApiError
 from db_connect.plan import CSV_TYPE, OBJECT_TYPE, Call, negotiate, plan_call, read_only
-from db_connect.statements import FromCall, Statement, page_statement
+from db_connect.statements import Statement, page_statement
 from db_connect.writes import JSON_TYPE, json_body, media_type
 
 HEADERS_ONLY = ("HEAD",)
@@ -52,7 +52,7 @@ def argument_value(type_: str, value: object) -> object:
     return json.dumps(value)
 
 
-def call_sql(plan: Call) -> FromCall:
+def call_sql(plan: Call) -> tuple[sql.Composable, list[object]]:
     """schema.function(a => $1::type, ...): each argument named and cast to the type the overload takes."""
     function = plan.function
     args = sql.SQL(", ").join(
@@ -64,7 +64,7 @@ def call_sql(plan: Call) -> FromCall:
 
 def scalar_statement(plan: Call) -> Statement:
     """A function returning a scalar (or a set of them): its JSON value, and how many values."""
-    source, values = call_sql(plan)  # type: ignore[misc]
+    source, values = call_sql(plan)
     if plan.function.return_type == "void":
         return Statement(sql.SQL("SELECT NULL::text, 0, NULL::text FROM {} AS f").format(source), values)
     if plan.function.returns_set:

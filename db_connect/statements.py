@@ -312,19 +312,19 @@ def rows_sql(
 def page_statement(plan: ReadPlan, cursor: Sequence[object] | None = None, from_: FromCall = None) -> Statement:
     """One round trip: the page as a JSON array, its row count, and (keyset) the last row's cursor values."""
     params: Params = []
-    after = None
+    after: tuple[sql.Composable, Params] | None = None
+    order: Sequence[OrderTerm | RelatedOrder] = effective_order(plan)
+    row_expr, last_key = "s AS doc", sql.SQL(", NULL::text")
     if cursor is not None:
-        order: Sequence[OrderTerm | RelatedOrder] = keyset_order(plan)
-        keys = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier("t", t.column)) for t in order)  # type: ignore[union-attr]
-        if cursor and len(cursor) != len(order):
+        keyset = keyset_order(plan)
+        keys = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier("t", t.column)) for t in keyset)
+        if cursor and len(cursor) != len(keyset):
             raise invalid("cursor", "does not match this ordering", hint="Start again with cursor= (empty)")
         if cursor:
             after_params: Params = []
-            after = (after_sql(plan.relation, order, cursor, after_params), after_params)  # type: ignore[arg-type]
-        row_expr = "s AS doc, json_build_array(" + keys.as_string() + ") AS k"
+            after = (after_sql(plan.relation, keyset, cursor, after_params), after_params)
+        order, row_expr = keyset, "s AS doc, json_build_array(" + keys.as_string() + ") AS k"
         last_key = sql.SQL(", (array_agg(p.k))[count(*)]::text")
-    else:
-        order, row_expr, last_key = effective_order(plan), "s AS doc", sql.SQL(", NULL::text")
     inner, aliases = rows_sql(plan, params, row_expr, after, from_)
     ordered = order_sql(plan, order, "t", aliases)
     return Statement(

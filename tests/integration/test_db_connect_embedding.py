@@ -185,3 +185,9 @@ def test_a_jwt_role_sees_only_what_it_may(client: TestClient) -> None:
     token = jwt.encode({"role": "api_anon"}, DB_CONNECT_JWT_SECRET, algorithm="HS256")
     response = client.get("/countries?select=name,cities(name)", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize("method", ["PATCH", "DELETE"])
+def test_embedded_filters_on_a_write_are_refused_not_ignored(client: TestClient, method: str) -> None:
+    response = client.request(method, "/countries?id=eq.1&cities.name=eq.Oslo", json={"name": "x"})
+    assert response.status_code == 400 and "cities" in response.json()["message"]
