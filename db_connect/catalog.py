@@ -129,7 +129,7 @@ class Junction:
 class Relationship:
     """How rows of `source` find rows of `target`: a foreign key read either way, or two through a junction."""
 
-    cardinality: Literal["many-to-one", "one-to-many", "many-to-many"]
+    cardinality: Literal["many-to-one", "one-to-many", "one-to-one", "many-to-many"]
     source: Key
     target: Key
     constraint: str  # the foreign key's name; for many-to-many, the junction table's
@@ -154,7 +154,9 @@ def relationships_from(
         pairs = tuple(zip(fk.columns, fk.referenced, strict=True))
         found.setdefault(fk.source, []).append(Relationship("many-to-one", fk.source, fk.target, fk.name, pairs))
         reverse = tuple((b, a) for a, b in pairs)
-        found.setdefault(fk.target, []).append(Relationship("one-to-many", fk.target, fk.source, fk.name, reverse))
+        # a foreign key that is its table's whole primary key has at most one row per referenced row
+        back = "one-to-one" if set(fk.columns) == set((primary_keys or {}).get(fk.source, ())) else "one-to-many"
+        found.setdefault(fk.target, []).append(Relationship(back, fk.target, fk.source, fk.name, reverse))
     by_table: dict[Key, list[ForeignKey]] = {}
     for fk in keys:
         by_table.setdefault(fk.source, []).append(fk)

@@ -77,7 +77,7 @@ class EmbedPlan:
 
     @property
     def to_one(self) -> bool:
-        return self.relationship.cardinality == "many-to-one"
+        return self.relationship.cardinality in ("many-to-one", "one-to-one")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ CREATE TABLE consumption.flights (
     destination_id integer NOT NULL CONSTRAINT flights_destination_fk REFERENCES consumption.cities (id)
 );
 CREATE TABLE consumption.films (id integer PRIMARY KEY, title text NOT NULL);
+CREATE TABLE consumption.film_budgets (film_id integer PRIMARY KEY REFERENCES consumption.films (id), usd bigint);
 CREATE TABLE consumption.actors (id integer PRIMARY KEY, name text NOT NULL);
 CREATE TABLE consumption.roles (
     film_id integer REFERENCES consumption.films (id),
@@ -35,11 +36,13 @@ INSERT INTO consumption.flights VALUES (1, 1, 3), (2, 3, 1), (3, 1, 4);
 INSERT INTO consumption.films VALUES (1, 'Alpha'), (2, 'Beta'), (3, 'Gamma');
 INSERT INTO consumption.actors VALUES (1, 'Ann'), (2, 'Bob'), (3, 'Cy');
 INSERT INTO consumption.roles VALUES (1, 1, 'lead'), (1, 2, 'aide'), (2, 2, 'lead');
+INSERT INTO consumption.film_budgets VALUES (1, 1000);
 GRANT SELECT ON consumption.countries, consumption.cities, consumption.flights, consumption.films,
-    consumption.actors, consumption.roles TO api_reader;
+    consumption.actors, consumption.roles, consumption.film_budgets TO api_reader;
 """
-TABLES = "consumption.roles, consumption.actors, consumption.films, consumption.flights, consumption.cities, "
-TABLES += "consumption.countries"
+TABLES = ", ".join(
+    f"consumption.{name}" for name in ("film_budgets", "roles", "actors", "films", "flights", "cities", "countries")
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +89,12 @@ def test_many_to_many_goes_through_the_junction_table(client: TestClient) -> Non
         {"title": "Beta", "actors": [{"name": "Bob"}]},
         {"title": "Gamma", "actors": []},
     ]
+
+
+def test_a_foreign_key_that_is_the_primary_key_is_one_to_one_an_object_both_ways(client: TestClient) -> None:
+    rows = get(client, "/films?select=title,film_budgets(usd)&order=id&limit=2")
+    assert rows == [{"title": "Alpha", "film_budgets": {"usd": 1000}}, {"title": "Beta", "film_budgets": None}]
+    assert get(client, "/film_budgets?select=usd,films(title)") == [{"usd": 1000, "films": {"title": "Alpha"}}]
 
 
 def test_embeds_nest_and_star_selects_every_column(client: TestClient) -> None:
