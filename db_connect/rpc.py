@@ -14,9 +14,9 @@ from db_connect import reads
 from db_connect.data_request import DataRequest, query_items
 from db_connect.database import run
 from db_connect.errors import ApiError
-from db_connect.plan import CSV_TYPE, OBJECT_TYPE, Call, negotiate, plan_call, read_only
+from db_connect.plan import CSV_TYPE, JSON_TYPE, OBJECT_TYPE, Call, negotiate, plan_call, read_only
 from db_connect.statements import Statement, page_statement
-from db_connect.writes import JSON_TYPE, json_body, media_type
+from db_connect.writes import json_body, media_type
 
 HEADERS_ONLY = ("HEAD",)
 

@@ -20,10 +20,12 @@ from psycopg import sql
 from starlette.requests import Request
 from starlette.responses import Response
 
+from db_connect import reads
 from db_connect.catalog import Relation
 from db_connect.data_request import DataRequest
 from db_connect.database import run, transaction
 from db_connect.errors import ApiError
+from db_connect.plan import JSON_TYPE, OBJECT_TYPE
 from db_connect.prefer import Preferences
 from db_connect.query_params import Query
 from db_connect.statements import (
@@ -37,7 +39,6 @@ from db_connect.statements import (
     update_statement,
 )
 
-JSON_TYPE = "application/json"
 MAX_HEADER_BYTES = 1024 * 1024
 SPOOL_IN_MEMORY = 1024 * 1024  # a larger CSV body is spooled to a temporary file
 COPY_BLOCK = 256 * 1024  # what each write to COPY sends from the spool
@@ -212,7 +213,8 @@ async def insert(call: DataRequest) -> Response:
             written, body = cursor.rowcount, None
             if with_staging:
                 body, written = await (await conn.execute(merge)).fetchone() or (None, 0)
-    return written_response(201, body, written)
+            body = as_asked(call.request, body)  # before the commit: a 406 here writes nothing
+    return written_response(201, body, written, media(call.request))
 
 
 def checked_names(relation: Relation, names: list[str]) -> None:
@@ -227,11 +229,21 @@ def _conflict(query: Query) -> str | None:
     return "merge" if query.on_conflict else None
 
 
-def written_response(status: int, body: str | None, written: int) -> Response:
+def media(request: Request) -> str:
+    """The written rows as a JSON array, or with `single()` as one object (PostgREST's object media type)."""
+    return OBJECT_TYPE if OBJECT_TYPE in request.headers.get("accept", "") else JSON_TYPE
+
+
+def as_asked(request: Request, body: str | None) -> str | None:
+    """Rows returned by a write in the asked media type; one object unless it wrote other than one row: 406."""
+    return body if body is None or media(request) == JSON_TYPE else reads.json_body(body, OBJECT_TYPE, False)
+
+
+def written_response(status: int, body: str | None, written: int, media_type: str = JSON_TYPE) -> Response:
     headers = {"Content-Range": f"*/{written}"}
     if body is None:
         return Response(status_code=204 if status == 200 else status, headers=headers)
-    return Response(status_code=status, content=body, media_type=JSON_TYPE, headers=headers)
+    return Response(status_code=status, content=body, media_type=media_type, headers=headers)
 
 
 async def update(call: DataRequest) -> Response:
@@ -254,12 +266,13 @@ async def write(call: DataRequest, statement: Statement) -> Response:
     With `Prefer: handling=strict, max-affected=N` a write of more rows is rolled back, as in PostgREST.
     """
     limit = call.prefs.max_affected
-    if limit is None:
+    if limit is None and media(call.request) == JSON_TYPE:
         ((body, written),) = await run(call.pool, call.principal, [statement], read_only=False)
-        return written_response(200, body, written)
+        return written_response(200, body, written, media(call.request))
     async with transaction(call.pool, call.principal, read_only=False) as conn:
         body, written = await (await conn.execute(statement.query, statement.params)).fetchone() or (None, 0)
-        if written > limit:
+        body = as_asked(call.request, body)
+        if limit is not None and written > limit:
             raise ApiError(
                 400,
                 "PGRST124",
@@ -267,4 +280,4 @@ async def write(call: DataRequest, statement: Statement) -> Response:
                 details=f"The query affects {written} rows",
                 hint="Nothing was changed; narrow the filters or raise max-affected",
             )
-    return written_response(200, body, written)
+    return written_response(200, body, written, media(call.request))

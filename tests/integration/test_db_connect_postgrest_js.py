@@ -184,6 +184,13 @@ def test_writes_answer_as_postgrest_does(results: Results) -> None:
     assert results["afterWrites"]["data"] == [{"id": 1, "title": "again", "status": "done"}]
 
 
+def test_single_on_writes_is_one_object_or_a_406_that_writes_nothing(results: Results) -> None:
+    assert (results["insertSingle"]["status"], results["insertSingle"]["data"]) == (201, {"id": 4, "title": "four"})
+    assert (results["insertSingleOfTwo"]["status"], results["insertSingleOfTwo"]["error"]["code"]) == (406, "PGRST116")
+    assert results["deleteSingle"]["data"] == {"id": 4}
+    assert 5 not in ids(results["afterWrites"]), "the refused insert was rolled back"
+
+
 def test_max_affected_refuses_and_rolls_back(results: Results) -> None:
     assert (results["maxAffected"]["status"], results["maxAffected"]["error"]["code"]) == (400, "PGRST124")
 

@@ -281,3 +281,17 @@ def test_errors_reach_the_client_in_postgrest_shape(reader: SyncPostgrestClient,
     with pytest.raises(APIError) as missing:
         reader.rpc("no_such_function", {}).execute()
     assert (missing.value.code, last.response.status_code) == ("PGRST202", 404)
+
+
+def test_single_on_a_write_returns_the_object_or_rolls_back(writer: SyncPostgrestClient, last: Recorded) -> None:
+    row = writer.from_("drafts").insert({"id": 1, "title": "a"}).single().execute().data
+    assert row == {"id": 1, "title": "a", "status": "new"}
+    assert last.response.headers["content-type"].startswith("application/vnd.pgrst.object+json")
+    with pytest.raises(APIError) as caught:
+        writer.from_("drafts").insert([{"id": 2}, {"id": 3}]).single().execute()
+    assert (caught.value.code, last.response.status_code) == ("PGRST116", 406)
+    assert ids(writer.from_("drafts").select("id").execute().data) == [1], "neither row was written"
+    writer.from_("drafts").insert({"id": 2}).execute()
+    with pytest.raises(APIError):
+        writer.from_("drafts").update({"status": "x"}).gte("id", 0).single().execute()
+    assert writer.from_("drafts").select("status").eq("status", "x").execute().data == [], "rolled back"
