@@ -16,7 +16,7 @@ from db_connect.database import run
 from db_connect.errors import ApiError
 from db_connect.plan import CSV_TYPE, JSON_TYPE, OBJECT_TYPE, Call, negotiate, plan_call, read_only
 from db_connect.statements import Statement, page_statement
-from db_connect.writes import json_body, media_type
+from db_connect.writes import json_body, media_type, value_text
 
 HEADERS_ONLY = ("HEAD",)
 
@@ -41,15 +41,7 @@ async def arguments(call: DataRequest) -> dict[str, object]:
 
 def argument_value(type_: str, value: object) -> object:
     """As Postgres parses it for the argument's type: a list for an array (psycopg writes the literal)."""
-    if isinstance(value, list) and type_.endswith("[]"):
-        return value
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value)
+    return value if isinstance(value, list) and type_.endswith("[]") else value_text(value)
 
 
 def call_sql(plan: Call) -> tuple[sql.Composable, list[object]]:
