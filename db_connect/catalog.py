@@ -23,10 +23,12 @@ SELECT n.nspname,
        a.attnotnull,
        a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '',
        pg_catalog.array_position(pk.indkey::int2[], a.attnum),
-       pg_catalog.col_description(c.oid, a.attnum)
+       pg_catalog.col_description(c.oid, a.attnum),
+       pg_catalog.pg_get_expr(d.adbin, d.adrelid)
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum AND a.attgenerated = ''
 LEFT JOIN pg_catalog.pg_index pk ON pk.indrelid = c.oid AND pk.indisprimary
 WHERE n.nspname = ANY(%s)
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
@@ -89,6 +91,7 @@ class Column:
     not_null: bool = False
     has_default: bool = False
     description: str | None = None
+    default: str | None = None  # the default's SQL, from Postgres itself, for Prefer: missing=default
 
 
 @dataclass(frozen=True)
@@ -223,10 +226,10 @@ def relations_from_rows(rows: Iterable[tuple]) -> dict[tuple[str, str], Relation
     kinds: dict[tuple[str, str], tuple[str, int]] = {}
     columns: dict[tuple[str, str], list[Column]] = {}
     key_columns: dict[tuple[str, str], list[tuple[int, str]]] = {}
-    for schema, name, kind, oid, column, type_, not_null, has_default, pk_position, description in rows:
+    for schema, name, kind, oid, column, type_, not_null, has_default, pk_position, description, default in rows:
         key = (schema, name)
         kinds[key] = (kind, oid)
-        columns.setdefault(key, []).append(Column(column, type_, not_null, has_default, description))
+        columns.setdefault(key, []).append(Column(column, type_, not_null, has_default, description, default))
         if pk_position is not None:
             key_columns.setdefault(key, []).append((pk_position, column))
     return {

@@ -439,21 +439,37 @@ def copy_statement(target: sql.Composable, names: list[str], as_csv: bool) -> sq
 STAGING = sql.Identifier("db_connect_staging")
 
 
-def staging_statement(relation: Relation, names: list[str]) -> sql.Composed:
+MISSING = "db_connect_missing"  # a staged row's columns its JSON object lacked (Prefer: missing=default)
+
+
+def staging_statement(relation: Relation, names: list[str], missing: bool = False) -> sql.Composed:
     """A column-compatible temporary table without constraints, where COPY lands before an upsert."""
-    cols = sql.SQL(", ").join(sql.Identifier(name) for name in names)
+    cols = sql.SQL(", ").join(
+        [*(sql.Identifier(name) for name in names), *([sql.SQL("NULL::text[] AS " + MISSING)] if missing else [])]
+    )
     return sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
         STAGING, cols, sql.Identifier(relation.schema, relation.name)
     )
 
 
+def staged_value(relation: Relation, name: str, missing: bool) -> sql.Composable:
+    """A staged column, or its default (Postgres's own expression) where the row's object lacked it."""
+    if not missing:
+        return sql.Identifier(name)
+    default = relation.by_name[name].default
+    return sql.SQL("CASE WHEN {} = ANY(" + MISSING + ") THEN {} ELSE {} END").format(
+        sql.Literal(name), sql.SQL(default or "NULL"), sql.Identifier(name)
+    )
+
+
 def merge_statement(
-    relation: Relation, query: Query, names: list[str], conflict: str | None, returning: bool
+    relation: Relation, query: Query, names: list[str], conflict: str | None, returning: bool, missing: bool = False
 ) -> sql.Composed:
     """INSERT ... SELECT from the staging table, with ON CONFLICT for upserts (merge or ignore)."""
     cols = sql.SQL(", ").join(sql.Identifier(name) for name in names)
+    values = sql.SQL(", ").join(staged_value(relation, name, missing) for name in names)
     insert = sql.SQL("INSERT INTO {} AS t ({}) SELECT {} FROM {}").format(
-        sql.Identifier(relation.schema, relation.name), cols, cols, STAGING
+        sql.Identifier(relation.schema, relation.name), cols, values, STAGING
     )
     if conflict is not None:
         keys = query.on_conflict or relation.primary_key

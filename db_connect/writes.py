@@ -27,8 +27,9 @@ from db_connect.database import run, transaction
 from db_connect.errors import ApiError
 from db_connect.plan import JSON_TYPE, OBJECT_TYPE
 from db_connect.prefer import Preferences
-from db_connect.query_params import Query
+from db_connect.query_params import Query, array_literal
 from db_connect.statements import (
+    MISSING,
     STAGING,
     Statement,
     checked_columns,
@@ -134,17 +135,24 @@ async def json_body(request: Request, limit: int) -> object:
     return parsed
 
 
-def json_rows(data: object, columns: tuple[str, ...] | None = None) -> tuple[list[str], list[list[str | None]]]:
+def json_rows(
+    data: object, columns: tuple[str, ...] | None = None, mark_missing: bool = False
+) -> tuple[list[str], list[list[str | None]]]:
     """An object or an array of objects that all have the same keys: the columns and the rows.
 
     With `columns=` (PostgREST's, for bulk inserts of objects with different keys) those columns are
-    written, a key a row lacks is null, and other keys are ignored.
+    written, a key a row lacks is null, and other keys are ignored; mark_missing adds to each row the
+    array of the keys it lacks, for their defaults (Prefer: missing=default).
     """
     rows = data if isinstance(data, list) else [data]
     if not rows or not all(isinstance(row, dict) for row in rows):
         raise invalid_body("Send a JSON object or a non-empty array of objects", hint='e.g. [{"id": 1}]')
     if columns is not None:
-        return list(columns), [[value_text(row.get(name)) for name in columns] for row in rows]
+        values = [[value_text(row.get(name)) for name in columns] for row in rows]
+        if mark_missing:
+            for out, row in zip(values, rows, strict=True):
+                out.append(array_literal(tuple(name for name in columns if name not in row)))
+        return list(columns), values
     names = list(rows[0])
     if not names:
         raise invalid_body("The objects name no column")
@@ -187,6 +195,7 @@ async def insert(call: DataRequest) -> Response:
     as_csv = media_type(request) == "text/csv"
     if media_type(request) not in ("text/csv", JSON_TYPE):
         raise ApiError(415, "unsupported_media_type", "Send application/json or text/csv")
+    missing = prefs.missing_default and query.columns is not None and not as_csv
     with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as spool:
         if as_csv:
             chunks = limited_body(request, limit)
@@ -195,17 +204,19 @@ async def insert(call: DataRequest) -> Response:
             await spooled(copy_data(rest, chunks), spool)
             rows: list[list[str | None]] = []
         else:
-            names, rows = json_rows(await json_body(request, call.settings.max_json_body_bytes), query.columns)
+            data = await json_body(request, call.settings.max_json_body_bytes)
+            names, rows = json_rows(data, query.columns, missing)
             checked_names(relation, names)
-        with_staging = staged(relation, query, prefs)
+        with_staging = missing or staged(relation, query, prefs)
         target = STAGING if with_staging else sql.Identifier(relation.schema, relation.name)
         async with transaction(call.pool, call.principal, read_only=False) as conn:
             if with_staging:
                 resolution = prefs.resolution or _conflict(query)
-                merge = merge_statement(relation, query, names, resolution, prefs.representation)
-                await conn.execute(staging_statement(relation, names))
+                merge = merge_statement(relation, query, names, resolution, prefs.representation, missing)
+                await conn.execute(staging_statement(relation, names, missing))
             cursor = conn.cursor()
-            async with cursor.copy(copy_statement(target, names, as_csv)) as copy:
+            copied = [*names, MISSING] if missing else names
+            async with cursor.copy(copy_statement(target, copied, as_csv)) as copy:
                 while block := spool.read(COPY_BLOCK):
                     await copy.write(block)
                 for row in rows:

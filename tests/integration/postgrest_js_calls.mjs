@@ -84,6 +84,8 @@ const calls = {
   delete: () => writer.from("drafts").delete().eq("id", 2).select(),
   deleteMinimal: () => writer.from("drafts").delete().eq("id", 3),
   afterWrites: () => writer.from("drafts").select("*").order("id"),
+  missingDefault: () =>
+    writer.from("drafts").insert([{ id: 7, status: "set" }, { id: 8 }], { defaultToNull: false }).select("id,status"),
   profile: () => reader.schema("quality").from("checks").select("*"),
   unexposedProfile: () => reader.schema("raw").from("books").select("*"),
   rpcPost: () => reader.rpc("book_count", { min_pages: 180 }),

@@ -184,6 +184,10 @@ def test_writes_answer_as_postgrest_does(results: Results) -> None:
     assert results["afterWrites"]["data"] == [{"id": 1, "title": "again", "status": "done"}]
 
 
+def test_default_to_null_false_gives_a_missing_key_its_default(results: Results) -> None:
+    assert results["missingDefault"]["data"] == [{"id": 7, "status": "set"}, {"id": 8, "status": "new"}]
+
+
 def test_single_on_writes_is_one_object_or_a_406_that_writes_nothing(results: Results) -> None:
     assert (results["insertSingle"]["status"], results["insertSingle"]["data"]) == (201, {"id": 4, "title": "four"})
     assert (results["insertSingleOfTwo"]["status"], results["insertSingleOfTwo"]["error"]["code"]) == (406, "PGRST116")

@@ -295,3 +295,9 @@ def test_single_on_a_write_returns_the_object_or_rolls_back(writer: SyncPostgres
     with pytest.raises(APIError):
         writer.from_("drafts").update({"status": "x"}).gte("id", 0).single().execute()
     assert writer.from_("drafts").select("status").eq("status", "x").execute().data == [], "rolled back"
+
+
+def test_default_to_null_false_gives_a_missing_key_its_default(writer: SyncPostgrestClient, last: Recorded) -> None:
+    rows = writer.from_("drafts").insert([{"id": 1, "status": "set"}, {"id": 2}], default_to_null=False).execute().data
+    assert "missing=default" in last.response.request.headers["prefer"]
+    assert rows == [{"id": 1, "title": None, "status": "set"}, {"id": 2, "title": None, "status": "new"}]
