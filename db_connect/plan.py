@@ -180,7 +180,6 @@ def plan_read(
 ) -> ReadPlan:
     """Resolve select, filters and order of `relation` (top level when path is empty) and of its embeds."""
     items = (query.select or (STAR,)) if not path else (select or (STAR,))
-    where_param = "filters" if not path else ".".join(path)
     outputs: list[Output | EmbedPlan] = []
     for item in items:
         if isinstance(item, Embed):
@@ -199,7 +198,7 @@ def plan_read(
     if len(set(keys)) != len(keys):
         raise invalid("select", "the same resource is embedded twice under one name", hint="Alias one: kids:child(*)")
     sub: SubQuery = SubQuery(query.where, query.order, query.limit, query.offset) if not path else query.sub(path)
-    check_where(relation, sub.where, "" if not path else where_param)
+    check_where(relation, sub.where, ".".join(path))  # top level: each filter is named by its own key
     embeds = {o.name: o for o in outputs if isinstance(o, EmbedPlan)}
     order: list[OrderTerm | RelatedOrder] = []
     for term in sub.order:
