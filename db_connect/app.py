@@ -30,6 +30,7 @@ from db_connect.database import Statement, make_pool, run
 from db_connect.errors import ApiError, ErrorBody, handle_api_error, handle_unexpected, install_error_handlers
 from db_connect.keys import KeyStore
 from db_connect.openapi import document
+from db_connect.plan import plan_request
 from db_connect.prefer import preferences
 from db_connect.routes import resolve
 from db_connect.schema_refresh import SchemaRefresher
@@ -171,7 +172,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             arguments = frozenset(a for f in catalog.functions(target.schema, target.function) for a, _ in f.arguments)
             arguments = arguments if get else frozenset()
         query = parse_request(request, settings, arguments)
-        call = DataRequest(pool, settings, caller, catalog, target, query, preferences(request.headers), request)
+        plan = plan_request(target, request.method, request.headers)
+        call = DataRequest(pool, settings, caller, catalog, plan, query, preferences(request.headers), request)
         if target.function is not None:
             return await rpc.call(call)
         return await TABLE_HANDLERS[request.method](call)

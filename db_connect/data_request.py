@@ -8,9 +8,9 @@ from starlette.requests import Request
 from db_connect.auth import Principal
 from db_connect.catalog import Catalog, Relation
 from db_connect.errors import ApiError
+from db_connect.plan import Plan
 from db_connect.prefer import Preferences
 from db_connect.query_params import Query, invalid, parse_query, refuse_read_parameters
-from db_connect.routes import Target
 from db_connect.settings import Settings
 
 
@@ -20,15 +20,15 @@ class DataRequest:
     settings: Settings
     principal: Principal
     catalog: Catalog
-    target: Target
+    plan: Plan
     query: Query
     prefs: Preferences
     request: Request
 
     @property
     def relation(self) -> Relation:
-        assert self.target.relation is not None, "a table request"
-        return self.target.relation
+        assert self.plan.target.relation is not None, "a table request"
+        return self.plan.target.relation
 
 
 def query_items(request: Request) -> list[tuple[str, str]]:

@@ -27,12 +27,35 @@ from db_connect.query_params import (
     SubQuery,
     invalid,
 )
+from db_connect.routes import Target
 
 JSON_TYPE = "application/json"
 CSV_TYPE = "text/csv"
 OBJECT_TYPE = "application/vnd.pgrst.object+json"  # one row, as an object: single()
 ARRAY_TYPE = "application/vnd.pgrst.array+json"
 ACCEPTED = (JSON_TYPE, CSV_TYPE, OBJECT_TYPE, ARRAY_TYPE, "*/*", "application/*")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A request as decided before any SQL: what it names, how it is answered, in which transaction mode.
+
+    What it reads or calls is planned next, from the query string (plan_query) or the arguments (plan_call).
+    """
+
+    target: Target
+    media_type: str  # JSON_TYPE, CSV_TYPE or OBJECT_TYPE
+    strip_nulls: bool
+    read_only: bool  # for a call, plan_call decides from the function's volatility
+
+
+def plan_request(target: Target, method: str, headers: Headers) -> Plan:
+    """Written rows are answered as JSON (one object with single()), whatever else Accept allows."""
+    media, stripped = negotiate(headers)
+    reading = method in ("GET", "HEAD")
+    if not reading and target.function is None and media == CSV_TYPE:
+        media = JSON_TYPE
+    return Plan(target, media, stripped, reading)
 
 
 @dataclass(frozen=True)
@@ -87,6 +110,7 @@ class Call:
     function: Function
     arguments: tuple[tuple[str, str, object], ...]  # (name, type, value)
     read: ReadPlan | None  # for a function returning rows: select, filters, order and paging on them
+    read_only: bool  # a STABLE or IMMUTABLE function runs read-only, whatever the method
 
 
 def unknown_column(relation: Relation, name: str, parameter: str) -> ApiError:
@@ -288,7 +312,7 @@ def plan_call(
     read = plan_query(catalog, function.result, query) if function.result is not None else None
     if read is None and (query.select or query.where.items or query.order):
         raise invalid("select", f"{schema}.{name} returns {function.return_type}, not rows to select or filter")
-    return Call(function, values, read)
+    return Call(function, values, read, function.volatility != "v")
 
 
 def negotiate(headers: Headers) -> tuple[str, bool]:
@@ -308,10 +332,3 @@ def negotiate(headers: Headers) -> tuple[str, bool]:
         f"None of these media types are available: {accept}",
         hint=f"Accept one of {', '.join(ACCEPTED[:4])}",
     )
-
-
-def read_only(method: str, function: Function | None = None) -> bool:
-    """GET and HEAD, and calls of functions that change nothing, run in a read-only transaction."""
-    if function is not None:
-        return function.volatility != "v"
-    return method in ("GET", "HEAD")

@@ -16,7 +16,7 @@ from db_connect.catalog import Catalog, Relation
 from db_connect.data_request import DataRequest
 from db_connect.database import run, transaction
 from db_connect.errors import ApiError
-from db_connect.plan import CSV_TYPE, JSON_TYPE, OBJECT_TYPE, ReadPlan, negotiate, plan_query
+from db_connect.plan import CSV_TYPE, JSON_TYPE, OBJECT_TYPE, ReadPlan, plan_query
 from db_connect.prefer import Preferences
 from db_connect.query_params import Query, encode_cursor
 from db_connect.statements import (
@@ -115,7 +115,7 @@ def page_statements(
 
 async def read(call: DataRequest) -> Response:
     """GET: a JSON page in one round trip, or a stream for CSV and pages beyond AGGREGATE_MAX_ROWS."""
-    media, stripped = negotiate(call.request.headers)
+    media, stripped = call.plan.media_type, call.plan.strip_nulls
     if media == CSV_TYPE or call.query.limit > AGGREGATE_MAX_ROWS:
         if media == OBJECT_TYPE or stripped:
             raise ApiError(406, "PGRST107", "One object or stripped nulls are for pages of at most 1000 rows")

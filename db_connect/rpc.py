@@ -14,7 +14,7 @@ from db_connect import reads
 from db_connect.data_request import DataRequest, query_items
 from db_connect.database import run
 from db_connect.errors import ApiError
-from db_connect.plan import CSV_TYPE, JSON_TYPE, OBJECT_TYPE, Call, negotiate, plan_call, read_only
+from db_connect.plan import CSV_TYPE, JSON_TYPE, OBJECT_TYPE, Call, plan_call
 from db_connect.statements import Statement, page_statement
 from db_connect.writes import json_body, media_type, value_text
 
@@ -25,7 +25,9 @@ async def arguments(call: DataRequest) -> dict[str, object]:
     """A JSON object's members (POST), or the query parameters that name an argument (GET)."""
     if call.request.method != "POST":
         names = {
-            a for f in call.catalog.functions(call.target.schema, call.target.function or "") for a, _ in f.arguments
+            a
+            for f in call.catalog.functions(call.plan.target.schema, call.plan.target.function or "")
+            for a, _ in f.arguments
         }
         return {k: v for k, v in query_items(call.request) if k in names}
     if media_type(call.request) != JSON_TYPE:
@@ -69,10 +71,10 @@ async def call(request: DataRequest) -> Response:
     method = request.request.method
     given = await arguments(request)
     plan = plan_call(
-        request.catalog, request.target.schema, request.target.function or "", given, request.query, method
+        request.catalog, request.plan.target.schema, request.plan.target.function or "", given, request.query, method
     )
-    only_reads = read_only(method, plan.function)
-    media, stripped = negotiate(request.request.headers)
+    only_reads = plan.read_only
+    media, stripped = request.plan.media_type, request.plan.strip_nulls
     if plan.read is None:
         ((body, _, _),) = await run(request.pool, request.principal, [scalar_statement(plan)], only_reads)
         if body is None:

@@ -25,7 +25,7 @@ from db_connect.catalog import Relation
 from db_connect.data_request import DataRequest
 from db_connect.database import run, transaction
 from db_connect.errors import ApiError
-from db_connect.plan import JSON_TYPE, OBJECT_TYPE
+from db_connect.plan import JSON_TYPE
 from db_connect.prefer import Preferences
 from db_connect.query_params import Query, array_literal
 from db_connect.statements import (
@@ -224,8 +224,8 @@ async def insert(call: DataRequest) -> Response:
             written, body = cursor.rowcount, None
             if with_staging:
                 body, written = await (await conn.execute(merge)).fetchone() or (None, 0)
-            body = as_asked(call.request, body)  # before the commit: a 406 here writes nothing
-    return written_response(201, body, written, media(call.request))
+            body = as_asked(call, body)  # before the commit: a 406 here writes nothing
+    return written_response(201, body, written, call.plan.media_type)
 
 
 def checked_names(relation: Relation, names: list[str]) -> None:
@@ -240,14 +240,11 @@ def _conflict(query: Query) -> str | None:
     return "merge" if query.on_conflict else None
 
 
-def media(request: Request) -> str:
-    """The written rows as a JSON array, or with `single()` as one object (PostgREST's object media type)."""
-    return OBJECT_TYPE if OBJECT_TYPE in request.headers.get("accept", "") else JSON_TYPE
-
-
-def as_asked(request: Request, body: str | None) -> str | None:
-    """Rows returned by a write in the asked media type; one object unless it wrote other than one row: 406."""
-    return body if body is None or media(request) == JSON_TYPE else reads.json_body(body, OBJECT_TYPE, False)
+def as_asked(call: DataRequest, body: str | None) -> str | None:
+    """Rows returned by a write as planned: an array, or with single() one object (406 unless one row)."""
+    if body is None:
+        return None
+    return reads.json_body(body, call.plan.media_type, call.plan.strip_nulls)
 
 
 def written_response(status: int, body: str | None, written: int, media_type: str = JSON_TYPE) -> Response:
@@ -277,12 +274,12 @@ async def write(call: DataRequest, statement: Statement) -> Response:
     With `Prefer: handling=strict, max-affected=N` a write of more rows is rolled back, as in PostgREST.
     """
     limit = call.prefs.max_affected
-    if limit is None and media(call.request) == JSON_TYPE:
+    if limit is None and call.plan.media_type == JSON_TYPE and not call.plan.strip_nulls:
         ((body, written),) = await run(call.pool, call.principal, [statement], read_only=False)
-        return written_response(200, body, written, media(call.request))
+        return written_response(200, body, written)
     async with transaction(call.pool, call.principal, read_only=False) as conn:
         body, written = await (await conn.execute(statement.query, statement.params)).fetchone() or (None, 0)
-        body = as_asked(call.request, body)
+        body = as_asked(call, body)
         if limit is not None and written > limit:
             raise ApiError(
                 400,
@@ -291,4 +288,4 @@ async def write(call: DataRequest, statement: Statement) -> Response:
                 details=f"The query affects {written} rows",
                 hint="Nothing was changed; narrow the filters or raise max-affected",
             )
-    return written_response(200, body, written, media(call.request))
+    return written_response(200, body, written, call.plan.media_type)

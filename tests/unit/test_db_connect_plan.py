@@ -8,13 +8,15 @@ from db_connect.errors import ApiError
 from db_connect.plan import (
     EmbedPlan,
     Output,
+    Plan,
     RelatedOrder,
     negotiate,
     plan_call,
     plan_query,
-    read_only,
+    plan_request,
 )
 from db_connect.query_params import OrderTerm, Query, parse_query
+from db_connect.routes import Target
 from db_connect.statements import page_statement
 
 
@@ -116,7 +118,8 @@ def test_a_plan_becomes_one_statement_with_one_lateral_subquery_per_embed() -> N
 def test_a_call_picks_the_overload_its_argument_names_fit_and_its_transaction_mode() -> None:
     call = plan_call(catalog(), "app", "count_books", {"min": "1"}, Query(**NO_QUERY), "GET")
     assert call.function is COUNT and call.arguments == (("min", "integer", "1"),)
-    assert read_only("POST", COUNT) and not read_only("POST", TOUCH)
+    assert call.read_only, "STABLE: read-only whatever the method"
+    assert not plan_call(catalog(), "app", "touch", {"id": 1}, Query(**NO_QUERY), "POST").read_only
 
 
 @pytest.mark.parametrize(
@@ -154,3 +157,11 @@ def test_an_unavailable_media_type_is_406() -> None:
     with pytest.raises(ApiError) as caught:
         negotiate(Headers({"accept": "application/xml"}))
     assert (caught.value.status, caught.value.body.code) == (406, "PGRST107")
+
+
+def test_a_request_plan_holds_the_media_type_and_the_transaction_mode() -> None:
+    target = Target("app", BOOKS)
+    single = Headers({"accept": "application/vnd.pgrst.object+json"})
+    assert plan_request(target, "GET", single) == Plan(target, "application/vnd.pgrst.object+json", False, True)
+    csv = Headers({"accept": "text/csv"})
+    assert plan_request(target, "PATCH", csv) == Plan(target, "application/json", False, False), "rows written: JSON"
