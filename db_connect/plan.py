@@ -3,7 +3,7 @@
 As PostgREST's Plan.hs: every name is found here (columns, embedded resources through their foreign
 keys, a function and its arguments), so the SQL builders only translate a plan and tests can look at one.
 A bad name is a 400 naming the parameter; an embedding that several relationships fit is PostgREST's 300.
-The response's media type (negotiate) and the transaction's mode (read_only) are decided here too.
+The response's media type and the transaction's mode are decided here too (plan_request, plan_call).
 
 A read's plan is made once per query shape and kept with its SQL (templates.py): planning every request
 would cost a twentieth of a small read's CPU, and requests of one shape have one plan.
