@@ -37,7 +37,8 @@ ORDER BY n.nspname, c.relname, a.attnum
 """
 
 
-# Foreign keys between relations of the exposed schemas, their columns in key order.
+# Foreign keys, their columns in key order: of every schema, as views of the exposed schemas carry those of the
+# tables they select from (relationships_from keeps those whose two sides are exposed).
 FOREIGN_KEY_QUERY = """
 SELECT c.conname, ns.nspname, cs.relname, nt.nspname, ct.relname,
        ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY AS k(n, o)
@@ -49,7 +50,7 @@ JOIN pg_catalog.pg_class cs ON cs.oid = c.conrelid
 JOIN pg_catalog.pg_namespace ns ON ns.oid = cs.relnamespace
 JOIN pg_catalog.pg_class ct ON ct.oid = c.confrelid
 JOIN pg_catalog.pg_namespace nt ON nt.oid = ct.relnamespace
-WHERE c.contype = 'f' AND ns.nspname = ANY(%s) AND nt.nspname = ANY(%s)
+WHERE c.contype = 'f'
 ORDER BY c.conname, ns.nspname, cs.relname
 """
 
@@ -81,7 +82,26 @@ WHERE n.nspname = ANY(%s) AND p.prokind = 'f'
 ORDER BY n.nspname, p.proname, p.oid
 """
 
+# Where each column of a view of the exposed schemas comes from, read as PostgREST reads it: the resorigtbl and
+# resorigcol of the view's target list in its stored query tree (a column of a view over a view names the inner
+# view: relationships_from follows the chain). The view's own column number and name must match.
+VIEW_COLUMN_QUERY = r"""
+SELECT vn.nspname, v.relname, va.attname, bn.nspname, b.relname, ba.attname
+FROM pg_catalog.pg_rewrite r
+JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+CROSS JOIN LATERAL regexp_matches(
+    r.ev_action::text, ':resno (\d+) :resname (\S+) :ressortgroupref \d+ :resorigtbl (\d+) :resorigcol (\d+)', 'g'
+) AS m
+JOIN pg_catalog.pg_attribute va ON va.attrelid = v.oid AND va.attnum = m[1]::int AND va.attname = m[2]
+JOIN pg_catalog.pg_class b ON b.oid = m[3]::oid
+JOIN pg_catalog.pg_namespace bn ON bn.oid = b.relnamespace
+JOIN pg_catalog.pg_attribute ba ON ba.attrelid = b.oid AND ba.attnum = m[4]::int
+WHERE vn.nspname = ANY(%s) AND r.rulename = '_RETURN' AND v.relkind IN ('v', 'm')
+"""
+
 Key = tuple[str, str]  # (schema, name)
+ViewColumn = tuple[Key, str, Key, str]  # (view, its column, relation it comes from, that relation's column)
 
 
 @dataclass(frozen=True)
@@ -146,12 +166,56 @@ class Relationship:
         return {self.constraint} | {pair[0] for pair in self.join} | {pair[1] for pair in self.join}
 
 
+def base_columns(view_columns: Iterable[ViewColumn]) -> dict[Key, dict[Key, dict[str, str]]]:
+    """relation → view → {relation's column: view's column}, views over views followed to their tables."""
+    direct: dict[tuple[Key, str], tuple[Key, str]] = {}
+    for view, column, source, source_column in view_columns:
+        direct[(view, column)] = (source, source_column)
+    found: dict[Key, dict[Key, dict[str, str]]] = {}
+    for (view, column), origin in direct.items():
+        seen = {origin}
+        while origin in direct and direct[origin] not in seen:  # a view over a view: on to what the inner one reads
+            found.setdefault(origin[0], {}).setdefault(view, {}).setdefault(origin[1], column)
+            origin = direct[origin]
+            seen.add(origin)
+        found.setdefault(origin[0], {}).setdefault(view, {}).setdefault(origin[1], column)
+    return found
+
+
+def through_views(fk: ForeignKey, views: dict[Key, dict[Key, dict[str, str]]]) -> list[ForeignKey]:
+    """The foreign key between its tables, and as it reads between the views that show all its columns."""
+
+    def sides(table: Key, columns: tuple[str, ...]) -> list[tuple[Key, tuple[str, ...]]]:
+        shown = [
+            (view, tuple(mapping[c] for c in columns))
+            for view, mapping in views.get(table, {}).items()
+            if all(c in mapping for c in columns)
+        ]
+        return [(table, columns), *shown]
+
+    return [
+        ForeignKey(fk.name, source, columns, target, referenced)
+        for source, columns in sides(fk.source, fk.columns)
+        for target, referenced in sides(fk.target, fk.referenced)
+    ]
+
+
 def relationships_from(
-    keys: Iterable[ForeignKey], primary_keys: dict[Key, tuple[str, ...]] | None = None
+    keys: Iterable[ForeignKey],
+    primary_keys: dict[Key, tuple[str, ...]] | None = None,
+    view_columns: Iterable[ViewColumn] = (),
+    exposed: set[Key] | None = None,
 ) -> dict[Key, list[Relationship]]:
     """Each foreign key both ways, and many-to-many through junctions: as in PostgREST, a table with foreign keys
-    to both sides whose columns are all part of its primary key."""
-    keys = list(keys)
+    to both sides whose columns are all part of its primary key. Views carry the foreign keys of their tables;
+    only relationships between exposed relations are kept."""
+    views = base_columns(view_columns)
+    keys = [
+        fk
+        for key in keys
+        for fk in through_views(key, views)
+        if exposed is None or (fk.source in exposed and fk.target in exposed)
+    ]
     found: dict[Key, list[Relationship]] = {}
     for fk in keys:
         pairs = tuple(zip(fk.columns, fk.referenced, strict=True))
@@ -261,20 +325,25 @@ class Catalog:
         relations = relations_from_rows(await (await conn.execute(CATALOG_QUERY, (schemas,))).fetchall())
         keys = [
             ForeignKey(r[0], (r[1], r[2]), tuple(r[5]), (r[3], r[4]), tuple(r[6]))
-            for r in await (await conn.execute(FOREIGN_KEY_QUERY, (schemas, schemas))).fetchall()
+            for r in await (await conn.execute(FOREIGN_KEY_QUERY)).fetchall()
+        ]
+        view_columns = [
+            ((r[0], r[1]), r[2], (r[3], r[4]), r[5])
+            for r in await (await conn.execute(VIEW_COLUMN_QUERY, (schemas,))).fetchall()
         ]
         functions = functions_from_rows(await (await conn.execute(FUNCTION_QUERY, (schemas,))).fetchall())
-        self.replace(relations, keys, functions)
+        self.replace(relations, keys, functions, view_columns)
 
     def replace(
         self,
         relations: dict[Key, Relation],
         foreign_keys: Iterable[ForeignKey] = (),
         functions: dict[Key, list[Function]] | None = None,
+        view_columns: Iterable[ViewColumn] = (),
     ) -> None:
         """Swap in a new cache; relationships are derived once here, not per request."""
         primary_keys = {key: relation.primary_key for key, relation in relations.items()}
-        self._relationships = relationships_from(foreign_keys, primary_keys)
+        self._relationships = relationships_from(foreign_keys, primary_keys, view_columns, set(relations))
         self._functions = functions or {}
         self._relations = relations
         self.version += 1

@@ -200,3 +200,43 @@ def test_a_jwt_role_sees_only_what_it_may(client: TestClient) -> None:
 def test_embedded_filters_on_a_write_are_refused_not_ignored(client: TestClient, method: str) -> None:
     response = client.request(method, "/countries?id=eq.1&cities.name=eq.Oslo", json={"name": "x"})
     assert response.status_code == 400 and "cities" in response.json()["message"]
+
+
+VIEWS_SQL = """
+CREATE TABLE raw.owners (id integer PRIMARY KEY, name text NOT NULL);
+CREATE TABLE raw.pets (id integer PRIMARY KEY, owner_id integer REFERENCES raw.owners (id), kind text);
+INSERT INTO raw.owners VALUES (1, 'Ada'), (2, 'Bo');
+INSERT INTO raw.pets VALUES (1, 1, 'cat'), (2, 1, 'dog'), (3, 2, 'eel');
+CREATE VIEW consumption.owners AS SELECT id AS owner_no, name FROM raw.owners;
+CREATE VIEW consumption.pets_base AS SELECT id, owner_id AS keeper, kind FROM raw.pets;
+CREATE VIEW consumption.pets AS SELECT id, keeper, kind FROM consumption.pets_base WHERE kind <> 'eel';
+GRANT SELECT ON consumption.owners, consumption.pets, consumption.pets_base TO api_reader;
+"""
+
+
+@pytest.fixture(scope="module")
+def views_client(db_connect_warehouse: DbConnectWarehouse) -> Iterator[TestClient]:
+    """Views in the exposed schema over tables of one that is not, as the platform's consumption over curated."""
+    db_connect_warehouse.execute(VIEWS_SQL)
+    settings = Settings(**db_connect_warehouse.environment(), exposed_schemas="consumption")
+    try:
+        with TestClient(create_app(settings), headers={"X-API-Key": DB_CONNECT_API_KEY}) as test_client:
+            yield test_client
+    finally:
+        db_connect_warehouse.execute(
+            "DROP VIEW consumption.pets, consumption.pets_base, consumption.owners; DROP TABLE raw.pets, raw.owners"
+        )
+
+
+def test_views_carry_the_foreign_keys_of_their_tables_renamed_columns_and_views_over_views_too(
+    views_client: TestClient,
+) -> None:
+    owners = get(views_client, "/owners?select=name,pets(kind)&order=owner_no&pets.order=id")
+    assert owners == [{"name": "Ada", "pets": [{"kind": "cat"}, {"kind": "dog"}]}, {"name": "Bo", "pets": []}]
+    pets = get(views_client, "/pets_base?select=kind,owners(name)&order=id")
+    assert pets[2] == {"kind": "eel", "owners": {"name": "Bo"}}
+
+
+def test_a_view_and_its_base_view_are_two_relationships_told_apart_by_name(views_client: TestClient) -> None:
+    owners = get(views_client, "/owners?select=name,pets_base(kind)&owner_no=eq.2")
+    assert owners == [{"name": "Bo", "pets_base": [{"kind": "eel"}]}]

@@ -165,3 +165,21 @@ def test_a_request_plan_holds_the_media_type_and_the_transaction_mode() -> None:
     assert plan_request(target, "GET", single) == Plan(target, "application/vnd.pgrst.object+json", False, True)
     csv = Headers({"accept": "text/csv"})
     assert plan_request(target, "PATCH", csv) == Plan(target, "application/json", False, False), "rows written: JSON"
+
+
+def test_views_carry_foreign_keys_through_renamed_columns_and_views_over_views() -> None:
+    authors_view = Relation("app", "writers", "view", (Column("writer_no", "integer"), Column("name", "text")), ())
+    books_view = Relation("app", "novels", "view", (Column("id", "integer"), Column("by", "integer")), ())
+    cache = Catalog(("app",))
+    view_columns = [
+        (("app", "writers"), "writer_no", ("app", "authors"), "id"),
+        (("app", "inner_novels"), "by", ("app", "books"), "author_id"),
+        (("app", "novels"), "by", ("app", "inner_novels"), "by"),
+    ]
+    relations = {(r.schema, r.name): r for r in (AUTHORS, BOOKS, authors_view, books_view)}
+    cache.replace(relations, (WRITTEN_BY,), None, view_columns)
+    (embed,) = plan_query(cache, authors_view, parse("select=novels(id)")).embeds
+    assert (embed.relationship.cardinality, embed.relationship.join) == ("one-to-many", (("writer_no", "by"),))
+    with pytest.raises(ApiError) as caught:
+        plan_query(cache, authors_view, parse("select=inner_novels(*)"))
+    assert caught.value.body.code == "PGRST200", "a view that is not exposed is no side of a relationship"
