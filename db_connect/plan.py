@@ -185,7 +185,7 @@ def relationship(catalog: Catalog, source: Relation, embed: Embed) -> Relationsh
             "PGRST200",
             f"Could not find a relationship between '{source.name}' and '{embed.name}{hint_text}' in the schema cache",
             details=f"query parameter 'select': no foreign key links {source.schema}.{source.name} and {embed.name}",
-            hint="Embedding follows foreign keys between tables of the exposed schemas",
+            hint="Embedding follows foreign keys between the tables and views of the exposed schemas",
         )
     direct = [r for r in found if r.junction is None]
     if len(found) > 1 and len(direct) == 1 and embed.hint is None:

@@ -18,8 +18,6 @@ from db_connect.plan import CSV_TYPE, JSON_TYPE, OBJECT_TYPE, Call, plan_call
 from db_connect.statements import Statement, page_statement
 from db_connect.writes import json_body, media_type, value_text
 
-HEADERS_ONLY = ("HEAD",)
-
 
 async def arguments(call: DataRequest) -> dict[str, object]:
     """A JSON object's members (POST), or the query parameters that name an argument (GET)."""
@@ -32,10 +30,7 @@ async def arguments(call: DataRequest) -> dict[str, object]:
         return {k: v for k, v in query_items(call.request) if k in names}
     if media_type(call.request) != JSON_TYPE:
         raise ApiError(415, "unsupported_media_type", "Send the arguments as a JSON object", hint='e.g. {"a": 1}')
-    body = await call.request.body()
-    if not body.strip():
-        return {}
-    data = await json_body(call.request, call.settings.max_json_body_bytes)
+    data = await json_body(call.request, call.settings.max_json_body_bytes, empty={})
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "Send the arguments as a JSON object", hint='e.g. {"a": 1}')
     return data
@@ -79,7 +74,7 @@ async def call(request: DataRequest) -> Response:
         ((body, _, _),) = await run(request.pool, request.principal, [scalar_statement(plan)], only_reads)
         if body is None:
             return Response(status_code=204)
-        return Response(content="" if method in HEADERS_ONLY else body, media_type=JSON_TYPE)
+        return Response(content="" if method == "HEAD" else body, media_type=JSON_TYPE)
     source = call_sql(plan)
     if media == CSV_TYPE:
         return await reads.read_stream(request, True, source, plan.read, only_reads)
@@ -92,5 +87,5 @@ async def call(request: DataRequest) -> Response:
     if not plan.function.returns_set and media != OBJECT_TYPE:  # one row of a row type: an object, or null
         page = json.loads(rows[0][0])
         body = json.dumps(reads.strip_nulls(page[0]) if stripped and page else (page[0] if page else None))
-        return Response(content="" if method in HEADERS_ONLY else body, media_type=JSON_TYPE)
+        return Response(content="" if method == "HEAD" else body, media_type=JSON_TYPE)
     return reads.page_response(request, rows, media, stripped)

@@ -121,9 +121,12 @@ def invalid_body(message: str, hint: str | None = None) -> ApiError:
     return ApiError(400, "invalid_body", message, hint=hint)
 
 
-async def json_body(request: Request, limit: int) -> object:
+async def json_body(request: Request, limit: int, empty: object = None) -> object:
+    """The body parsed, read no further than the limit; `empty` stands for a body of only whitespace, if given."""
     hint = "Send fewer rows per request, or CSV (up to MAX_BODY_BYTES)"
     data = b"".join([chunk async for chunk in limited_body(request, limit, hint)])
+    if empty is not None and not data.strip():
+        return empty
     try:
         parsed = json.loads(data)
         if b"\\u" in data and LONE_SURROGATE.search(data):  # rare: only then look at every string

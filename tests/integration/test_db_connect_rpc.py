@@ -146,3 +146,10 @@ def test_functions_are_in_the_openapi_document(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths["/consumption/rpc/add"]) == {"get", "post"}
     assert set(paths["/consumption/rpc/record_visit"]) == {"post"}, "VOLATILE: no GET"
+
+
+def test_an_empty_body_is_no_arguments_and_an_over_long_one_is_413(client: TestClient) -> None:
+    assert client.post("/rpc/whoami", content=b"", headers={"Content-Type": "application/json"}).json() == "api_reader"
+    too_long = b'{"a": "' + b"x" * (9 * 1024 * 1024) + b'"}'
+    response = client.post("/rpc/add", content=too_long, headers={"Content-Type": "application/json"})
+    assert (response.status_code, response.json()["code"]) == (413, "body_too_large")
