@@ -64,6 +64,7 @@ class Output:
 
     name: str
     column: str  # as the client wrote it, e.g. data->a->>b; statements.column() splits the path
+    cast: str | None = None  # checked by the parser: letters, digits, underscores, maybe []
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def plan_read(
             outputs.extend(Output(c.name, c.name) for c in relation.columns)
         else:
             check_column(relation, item.column, "select")
-            outputs.append(Output(output_name(item), item.column))
+            outputs.append(Output(output_name(item), item.column, item.cast))
     keys = [o.name for o in outputs if isinstance(o, EmbedPlan)]
     if len(set(keys)) != len(keys):
         raise invalid("select", "the same resource is embedded twice under one name", hint="Alias one: kids:child(*)")

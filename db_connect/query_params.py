@@ -10,6 +10,7 @@ Nothing here knows SQL or the schema: names are checked against the schema cache
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,6 +29,7 @@ RESERVED = SINGLE | frozenset(LOGIC)
 READ_PARAMETERS = frozenset({"order", "limit", "offset", "cursor"})
 EMBEDDED_PARAMETERS = ("order", "limit", "offset", *LOGIC)  # child.order=, child.limit=, child.or= ...
 MAX_DEPTH = 8
+CAST_TYPE = re.compile(r"[a-z_][a-z0-9_]*(\[\])?")  # the only text of a request that reaches SQL unquoted
 MAX_CONDITIONS = 200
 MAX_OFFSET = 2**63 - 1  # Postgres's OFFSET is a bigint
 
@@ -57,10 +59,11 @@ class OrderTerm:
 
 @dataclass(frozen=True)
 class Field:
-    """A selected column, or a JSON path into one (`data->a->>b`), under an optional alias."""
+    """A selected column, or a JSON path into one (`data->a->>b`), under an optional alias and cast."""
 
     column: str
     alias: str | None = None
+    cast: str | None = None  # a type name of letters, digits and underscores, maybe an array: text, int8[]
 
 
 @dataclass(frozen=True)
@@ -299,10 +302,11 @@ def parse_select(text: str, parameter: str = "select", depth: int = 0) -> tuple[
                 raise invalid(parameter, f"'{head}' is not name!hint!inner", hint="e.g. parent!parent_fk!inner(*)")
             nested = parse_select(rest[:-1], parameter, depth + 1) if rest[:-1].strip() else (STAR,)
             items.append(Embed(name, nested, alias or None, hints[0] if hints else None, inner))
-        elif "::" in part:
-            raise invalid(parameter, f"casts are not supported: '{part}'", hint="Select the column as it is")
         else:
-            items.append(Field(name, alias or None))
+            name, cast, type_ = name.partition("::")
+            if cast and not CAST_TYPE.fullmatch(type_):
+                raise invalid(parameter, f"'{type_}' is not a type name to cast to", hint="e.g. amount::text")
+            items.append(Field(name, alias or None, type_ or None))
     return tuple(items)
 
 

@@ -68,8 +68,8 @@ def selected(relation: Relation, query: Query) -> list[str]:
             names += [c.name for c in relation.columns]
         else:
             column(relation, item.column, "select")
-            if item.alias or "->" in item.column:
-                raise invalid("select", "aliases and JSON paths are for reads", hint="Name plain columns")
+            if item.alias or item.cast or "->" in item.column:
+                raise invalid("select", "aliases, casts and JSON paths are for reads", hint="Name plain columns")
             names.append(item.column)
     return names
 
@@ -250,7 +250,10 @@ def source(plan: ReadPlan, alias: str, aliases: Aliases, params: Params, from_: 
     for output in plan.outputs:
         name = sql.Identifier(output.name)
         if isinstance(output, Output):
-            outputs.append(sql.SQL("{} AS {}").format(column(plan.relation, output.column, "select", alias), name))
+            value = column(plan.relation, output.column, "select", alias)
+            if output.cast:
+                value = sql.SQL("CAST({} AS " + output.cast + ")").format(value)
+            outputs.append(sql.SQL("{} AS {}").format(value, name))
             continue
         lateral = aliases.next()
         joins.append(embed_sql(output, alias, aliases, params, lateral))

@@ -117,6 +117,11 @@ def test_json_paths_in_select_are_named_by_their_last_key_or_alias(reader: SyncP
     assert rows == [{"id": 1, "language": "en", "year": 1974}]
 
 
+def test_casts_in_select(reader: SyncPostgrestClient) -> None:
+    rows = reader.from_("books").select("id::text,length:pages::text,meta->ed->>year::int").eq("id", 1).execute().data
+    assert rows == [{"id": "1", "length": "387", "year": 1974}]
+
+
 def test_order_with_nulls_first_and_range_pages(reader: SyncPostgrestClient, last: Recorded) -> None:
     ordered = reader.from_("books").select("id").order("pages", desc=True, nullsfirst=True).execute().data
     assert ids(ordered) == [4, 1, 3, 2]

@@ -65,6 +65,8 @@ def test_filters_logic_groups_and_order_parse_into_a_plain_description() -> None
         "limit=1001",
         "select=",
         "id=in.1",
+        "select=id::text;drop table x",
+        "select=id::Text",
     ],
 )
 def test_malformed_queries_are_client_errors(query: str) -> None:
