@@ -313,6 +313,8 @@ def plan_call(
     read = plan_query(catalog, function.result, query) if function.result is not None else None
     if read is None and (query.select or query.where.items or query.order):
         raise invalid("select", f"{schema}.{name} returns {function.return_type}, not rows to select or filter")
+    if query.cursor is not None:
+        raise invalid("cursor", "keyset pages are for tables and views", hint="Use limit and offset")
     return Call(function, values, read, function.volatility != "v")
 
 
