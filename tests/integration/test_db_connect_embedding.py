@@ -6,9 +6,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from db_connect.app import create_app
-from db_connect.settings import Settings
-from tests.integration.conftest import DB_CONNECT_API_KEY, DB_CONNECT_JWT_SECRET, DbConnectWarehouse
+from tests.integration.conftest import DB_CONNECT_JWT_SECRET, DbConnectWarehouse, db_connect_client
 
 SETUP_SQL = """
 CREATE TABLE consumption.countries (id integer PRIMARY KEY, name text NOT NULL);
@@ -47,13 +45,8 @@ TABLES = ", ".join(
 
 @pytest.fixture(scope="module")
 def client(db_connect_warehouse: DbConnectWarehouse) -> Iterator[TestClient]:
-    db_connect_warehouse.execute(SETUP_SQL)
-    settings = Settings(**db_connect_warehouse.environment(), exposed_schemas="consumption")
-    try:
-        with TestClient(create_app(settings), headers={"X-API-Key": DB_CONNECT_API_KEY}) as test_client:
-            yield test_client
-    finally:
-        db_connect_warehouse.execute(f"DROP TABLE {TABLES}")
+    with db_connect_client(db_connect_warehouse, SETUP_SQL, f"DROP TABLE {TABLES}", exposed_schemas="consumption") as c:
+        yield c
 
 
 def get(client: TestClient, url: str) -> object:
@@ -217,15 +210,9 @@ GRANT SELECT ON consumption.owners, consumption.pets, consumption.pets_base TO a
 @pytest.fixture(scope="module")
 def views_client(db_connect_warehouse: DbConnectWarehouse) -> Iterator[TestClient]:
     """Views in the exposed schema over tables of one that is not, as the platform's consumption over curated."""
-    db_connect_warehouse.execute(VIEWS_SQL)
-    settings = Settings(**db_connect_warehouse.environment(), exposed_schemas="consumption")
-    try:
-        with TestClient(create_app(settings), headers={"X-API-Key": DB_CONNECT_API_KEY}) as test_client:
-            yield test_client
-    finally:
-        db_connect_warehouse.execute(
-            "DROP VIEW consumption.pets, consumption.pets_base, consumption.owners; DROP TABLE raw.pets, raw.owners"
-        )
+    drop = "DROP VIEW consumption.pets, consumption.pets_base, consumption.owners; DROP TABLE raw.pets, raw.owners"
+    with db_connect_client(db_connect_warehouse, VIEWS_SQL, drop, exposed_schemas="consumption") as client:
+        yield client
 
 
 def test_views_carry_the_foreign_keys_of_their_tables_renamed_columns_and_views_over_views_too(

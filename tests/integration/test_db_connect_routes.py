@@ -5,9 +5,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from db_connect.app import create_app
-from db_connect.settings import Settings
-from tests.integration.conftest import DB_CONNECT_API_KEY, DbConnectWarehouse
+from tests.integration.conftest import DbConnectWarehouse, db_connect_client
 
 SETUP_SQL = """
 CREATE SCHEMA quality;
@@ -23,13 +21,9 @@ CREATE FUNCTION quality.verdicts() RETURNS SETOF text LANGUAGE sql STABLE AS 'SE
 
 @pytest.fixture(scope="module")
 def client(db_connect_warehouse: DbConnectWarehouse) -> Iterator[TestClient]:
-    db_connect_warehouse.execute(SETUP_SQL)
-    settings = Settings(**db_connect_warehouse.environment(), exposed_schemas="consumption,quality")
-    try:
-        with TestClient(create_app(settings), headers={"X-API-Key": DB_CONNECT_API_KEY}) as test_client:
-            yield test_client
-    finally:
-        db_connect_warehouse.execute("DROP SCHEMA quality CASCADE; DROP TABLE consumption.places")
+    drop = "DROP SCHEMA quality CASCADE; DROP TABLE consumption.places"
+    with db_connect_client(db_connect_warehouse, SETUP_SQL, drop, exposed_schemas="consumption,quality") as c:
+        yield c
 
 
 def test_a_bare_table_name_is_in_the_first_exposed_schema(client: TestClient) -> None:

@@ -6,9 +6,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from db_connect.app import create_app
-from db_connect.settings import Settings
-from tests.integration.conftest import DB_CONNECT_API_KEY, DB_CONNECT_JWT_SECRET, DbConnectWarehouse
+from tests.integration.conftest import DB_CONNECT_JWT_SECRET, DbConnectWarehouse, db_connect_client
 
 SETUP_SQL = """
 CREATE TABLE consumption.visits (id integer PRIMARY KEY, city text NOT NULL, guests integer NOT NULL);
@@ -34,19 +32,17 @@ CREATE FUNCTION consumption.forget() RETURNS void LANGUAGE sql VOLATILE AS 'SELE
 """
 
 
+TEARDOWN_SQL = """
+DROP TABLE consumption.visits CASCADE;
+DROP FUNCTION consumption.add, consumption.whoami, consumption.read_only_now, consumption.squares,
+    consumption.totals, consumption.record_visit, consumption.forget;
+"""
+
+
 @pytest.fixture(scope="module")
 def client(db_connect_warehouse: DbConnectWarehouse) -> Iterator[TestClient]:
-    db_connect_warehouse.execute(SETUP_SQL)
-    settings = Settings(**db_connect_warehouse.environment(), exposed_schemas="consumption")
-    try:
-        with TestClient(create_app(settings), headers={"X-API-Key": DB_CONNECT_API_KEY}) as test_client:
-            yield test_client
-    finally:
-        db_connect_warehouse.execute(
-            "DROP TABLE consumption.visits CASCADE; DROP FUNCTION consumption.add, consumption.whoami, "
-            "consumption.read_only_now, consumption.squares, consumption.totals, consumption.record_visit, "
-            "consumption.forget"
-        )
+    with db_connect_client(db_connect_warehouse, SETUP_SQL, TEARDOWN_SQL, exposed_schemas="consumption") as c:
+        yield c
 
 
 def writer() -> dict[str, str]:
