@@ -13,7 +13,7 @@ from psycopg import sql
 from db_connect.catalog import Relation, Relationship
 from db_connect.errors import ApiError
 from db_connect.plan import EmbedPlan, Output, ReadPlan, RelatedOrder, unknown_column
-from db_connect.query_params import Condition, Embed, Field, Group, OrderTerm, Query, invalid
+from db_connect.query_params import Condition, Group, OrderTerm, Query, invalid
 
 Params = list[object]
 FromCall = tuple[sql.Composable, Params] | None  # a function call in place of the relation: its text and values
@@ -56,22 +56,6 @@ def column(relation: Relation, name: str, parameter: str, alias: str = "t") -> s
         raise unknown_column(relation, base, parameter)
     target = sql.Identifier(alias, base)
     return json_path(target, name[len(base) :]) if arrow else target
-
-
-def selected(relation: Relation, query: Query) -> list[str]:
-    """The plain column names a write returns (embedding is for reads)."""
-    names: list[str] = []
-    for item in query.select or (Field("*"),):
-        if isinstance(item, Embed):
-            raise invalid("select", "embedding is not supported when writing", hint="Read the rows afterwards")
-        if item.column == "*":
-            names += [c.name for c in relation.columns]
-        else:
-            column(relation, item.column, "select")
-            if item.alias or item.cast or "->" in item.column:
-                raise invalid("select", "aliases, casts and JSON paths are for reads", hint="Name plain columns")
-            names.append(item.column)
-    return names
 
 
 def full_text(relation: Relation, cond: Condition, target: sql.Composable, params: Params) -> sql.Composable:
@@ -375,16 +359,21 @@ def planned_count_statement(plan: ReadPlan, from_: FromCall = None) -> Statement
     return Statement(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(count_source(plan, params, from_)), params)
 
 
-def returning_sql(relation: Relation, query: Query) -> sql.Composable:
-    names = selected(relation, query)
-    return sql.SQL(" RETURNING ") + sql.SQL(", ").join(sql.Identifier("t", name) for name in names)
+WRITTEN = sql.SQL("w")  # the rows a write returned, as a CTE the returned representation selects from
 
 
-def wrap_returning(statement: sql.Composable, returning: bool) -> sql.Composed:
-    """Written rows as a JSON array (or NULL) and how many there were, in one row."""
-    if returning:
-        return sql.SQL("WITH w AS ({}) SELECT coalesce(json_agg(w), '[]')::text, count(*) FROM w").format(statement)
-    return sql.SQL("WITH w AS ({}) SELECT NULL::text, count(*) FROM w").format(statement)
+def wrap_returning(statement: sql.Composable, returned: ReadPlan | None, params: Params) -> sql.Composed:
+    """Written rows as a JSON array (or NULL) and how many there were, in one row.
+
+    The returned representation is planned as a read (select, aliases, casts, embedded resources) over the
+    written rows, so `insert(...).select('*,parent(*)')` is one statement too.
+    """
+    if returned is None:
+        return sql.SQL("WITH w AS ({} RETURNING 1) SELECT NULL::text, count(*) FROM w").format(statement)
+    rows, _ = rows_sql(returned, params, "s AS doc", None, (WRITTEN, []))
+    return sql.SQL(
+        "WITH w AS ({} RETURNING t.*) SELECT coalesce(json_agg(p.doc), '[]')::text, count(*) FROM ({}) AS p"
+    ).format(statement, rows)
 
 
 def require_filter(query: Query, method: str) -> None:
@@ -397,7 +386,9 @@ def require_filter(query: Query, method: str) -> None:
         )
 
 
-def update_statement(relation: Relation, query: Query, values: dict[str, str | None], returning: bool) -> Statement:
+def update_statement(
+    relation: Relation, query: Query, values: dict[str, str | None], returned: ReadPlan | None
+) -> Statement:
     require_filter(query, "PATCH")
     if not values:
         raise ApiError(400, "invalid_body", "The body names no column to update", hint='e.g. {"status": "done"}')
@@ -406,24 +397,18 @@ def update_statement(relation: Relation, query: Query, values: dict[str, str | N
         sql.SQL("{} = %s").format(sql.Identifier(name)) for name in checked_columns(relation, values, "body")
     )
     where = where_sql(relation, query.where, params)
-    tail = returning_sql(relation, query) if returning else sql.SQL("")
-    update = sql.SQL("UPDATE {} AS t SET {}{}{}").format(
-        sql.Identifier(relation.schema, relation.name), assignments, where, tail
+    update = sql.SQL("UPDATE {} AS t SET {}{}").format(
+        sql.Identifier(relation.schema, relation.name), assignments, where
     )
-    return Statement(wrap_returning(update, returning) if returning else count_wrap(update), params)
+    return Statement(wrap_returning(update, returned, params), params)
 
 
-def delete_statement(relation: Relation, query: Query, returning: bool) -> Statement:
+def delete_statement(relation: Relation, query: Query, returned: ReadPlan | None) -> Statement:
     require_filter(query, "DELETE")
     params: Params = []
     where = where_sql(relation, query.where, params)
-    tail = returning_sql(relation, query) if returning else sql.SQL("")
-    delete = sql.SQL("DELETE FROM {} AS t{}{}").format(sql.Identifier(relation.schema, relation.name), where, tail)
-    return Statement(wrap_returning(delete, returning) if returning else count_wrap(delete), params)
-
-
-def count_wrap(statement: sql.Composable) -> sql.Composed:
-    return sql.SQL("WITH w AS ({} RETURNING 1) SELECT NULL::text, count(*) FROM w").format(statement)
+    delete = sql.SQL("DELETE FROM {} AS t{}").format(sql.Identifier(relation.schema, relation.name), where)
+    return Statement(wrap_returning(delete, returned, params), params)
 
 
 def checked_columns(relation: Relation, names: Sequence[str], parameter: str) -> list[str]:
@@ -466,8 +451,13 @@ def staged_value(relation: Relation, name: str, missing: bool) -> sql.Composable
 
 
 def merge_statement(
-    relation: Relation, query: Query, names: list[str], conflict: str | None, returning: bool, missing: bool = False
-) -> sql.Composed:
+    relation: Relation,
+    query: Query,
+    names: list[str],
+    conflict: str | None,
+    returned: ReadPlan | None,
+    missing: bool = False,
+) -> Statement:
     """INSERT ... SELECT from the staging table, with ON CONFLICT for upserts (merge or ignore)."""
     cols = sql.SQL(", ").join(sql.Identifier(name) for name in names)
     values = sql.SQL(", ").join(staged_value(relation, name, missing) for name in names)
@@ -489,5 +479,5 @@ def merge_statement(
                 sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n)) for n in updates
             )
             insert += sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(target, assignments)
-    tail = returning_sql(relation, query) if returning else sql.SQL(" RETURNING 1")
-    return wrap_returning(insert + tail, returning)
+    params: Params = []
+    return Statement(wrap_returning(insert, returned, params), params)

@@ -25,9 +25,9 @@ from db_connect.catalog import Relation
 from db_connect.data_request import DataRequest
 from db_connect.database import run, transaction
 from db_connect.errors import ApiError
-from db_connect.plan import JSON_TYPE
+from db_connect.plan import JSON_TYPE, ReadPlan, plan_query
 from db_connect.prefer import Preferences
-from db_connect.query_params import Query, array_literal
+from db_connect.query_params import Group, Query, array_literal
 from db_connect.statements import (
     MISSING,
     STAGING,
@@ -188,6 +188,14 @@ async def csv_header(chunks: AsyncIterator[bytes]) -> tuple[list[str], bytes]:
     return names, rest
 
 
+def returned_plan(call: DataRequest) -> ReadPlan | None:
+    """With return=representation, the written rows as `select` asks for them, planned as a read of them."""
+    if not call.prefs.representation:
+        return None
+    select_only = Query(call.query.select, Group("and", ()), (), None, 0, None, None)  # type: ignore[arg-type]
+    return plan_query(call.catalog, call.relation, select_only)
+
+
 def staged(relation: Relation, query: Query, prefs: Preferences) -> bool:
     return bool(prefs.representation or prefs.resolution or query.on_conflict or relation.kind != "table")
 
@@ -215,7 +223,7 @@ async def insert(call: DataRequest) -> Response:
         async with transaction(call.pool, call.principal, read_only=False) as conn:
             if with_staging:
                 resolution = prefs.resolution or _conflict(query)
-                merge = merge_statement(relation, query, names, resolution, prefs.representation, missing)
+                merge = merge_statement(relation, query, names, resolution, returned_plan(call), missing)
                 await conn.execute(staging_statement(relation, names, missing))
             cursor = conn.cursor()
             copied = [*names, MISSING] if missing else names
@@ -226,7 +234,7 @@ async def insert(call: DataRequest) -> Response:
                     await copy.write_row(row)
             written, body = cursor.rowcount, None
             if with_staging:
-                body, written = await (await conn.execute(merge)).fetchone() or (None, 0)
+                body, written = await (await conn.execute(merge.query, merge.params)).fetchone() or (None, 0)
             body = as_asked(call, body)  # before the commit: a 406 here writes nothing
     return written_response(201, body, written, call.plan.media_type)
 
@@ -264,11 +272,11 @@ async def update(call: DataRequest) -> Response:
     if not isinstance(data, dict):
         raise invalid_body("Send a JSON object of the columns to set", hint='e.g. {"status": "done"}')
     values = {k: value_text(v) for k, v in data.items()}
-    return await write(call, update_statement(call.relation, call.query, values, call.prefs.representation))
+    return await write(call, update_statement(call.relation, call.query, values, returned_plan(call)))
 
 
 async def delete(call: DataRequest) -> Response:
-    return await write(call, delete_statement(call.relation, call.query, call.prefs.representation))
+    return await write(call, delete_statement(call.relation, call.query, returned_plan(call)))
 
 
 async def write(call: DataRequest, statement: Statement) -> Response:

@@ -39,17 +39,21 @@ INSERT INTO consumption.books VALUES
      'A man whose dreams change reality'),
     (4, 'Untitled', NULL, NULL, '{}', NULL, NULL, NULL);
 CREATE TABLE consumption.drafts (id integer PRIMARY KEY, title text, status text NOT NULL DEFAULT 'new');
+CREATE TABLE consumption.reviews (
+    id integer PRIMARY KEY, book_id integer NOT NULL REFERENCES consumption.books (id), stars integer
+);
 CREATE FUNCTION consumption.book_count(min_pages integer) RETURNS bigint LANGUAGE sql STABLE
     AS 'SELECT count(*) FROM consumption.books WHERE pages >= min_pages';
 CREATE FUNCTION consumption.books_by(author text) RETURNS SETOF consumption.books LANGUAGE sql STABLE
     AS 'SELECT b.* FROM consumption.books b JOIN consumption.authors a ON a.id = b.author_id WHERE a.name = author';
-GRANT SELECT ON consumption.authors, consumption.books, consumption.drafts, quality.checks TO api_reader, api_writer;
-GRANT INSERT, UPDATE, DELETE ON consumption.drafts TO api_writer;
+GRANT SELECT ON consumption.authors, consumption.books, consumption.drafts, consumption.reviews, quality.checks
+    TO api_reader, api_writer;
+GRANT INSERT, UPDATE, DELETE ON consumption.drafts, consumption.reviews TO api_writer;
 ANALYZE consumption.books;
 """
 TEARDOWN_SQL = """
 DROP SCHEMA quality CASCADE;
-DROP TABLE consumption.drafts, consumption.books, consumption.authors CASCADE;
+DROP TABLE consumption.reviews, consumption.drafts, consumption.books, consumption.authors CASCADE;
 DROP FUNCTION IF EXISTS consumption.book_count, consumption.books_by;
 """
 

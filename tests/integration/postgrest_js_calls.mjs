@@ -76,6 +76,8 @@ const calls = {
   insertSingle: () => writer.from("drafts").insert({ id: 4, title: "four" }).select("id,title").single(),
   insertSingleOfTwo: () => writer.from("drafts").insert([{ id: 5 }, { id: 6 }]).select().single(),
   deleteSingle: () => writer.from("drafts").delete().eq("id", 4).select("id").single(),
+  insertEmbedding: () =>
+    writer.from("reviews").insert({ id: 1, book_id: 1, stars: 3 }).select("stars,books(title,authors(name))").single(),
   upsert: () => writer.from("drafts").upsert({ id: 1, title: "again" }).select(),
   upsertIgnore: () => writer.from("drafts").upsert({ id: 1, title: "no" }, { ignoreDuplicates: true }).select(),
   update: () => writer.from("drafts").update({ status: "done" }).eq("id", 1).select(),

@@ -188,6 +188,13 @@ def test_default_to_null_false_gives_a_missing_key_its_default(results: Results)
     assert results["missingDefault"]["data"] == [{"id": 7, "status": "set"}, {"id": 8, "status": "new"}]
 
 
+def test_an_insert_returns_its_row_with_embedded_resources(results: Results) -> None:
+    assert results["insertEmbedding"]["data"] == {
+        "stars": 3,
+        "books": {"title": "The Dispossessed", "authors": {"name": "Le Guin"}},
+    }
+
+
 def test_single_on_writes_is_one_object_or_a_406_that_writes_nothing(results: Results) -> None:
     assert (results["insertSingle"]["status"], results["insertSingle"]["data"]) == (201, {"id": 4, "title": "four"})
     assert (results["insertSingleOfTwo"]["status"], results["insertSingleOfTwo"]["error"]["code"]) == (406, "PGRST116")

@@ -306,3 +306,12 @@ def test_default_to_null_false_gives_a_missing_key_its_default(writer: SyncPostg
     rows = writer.from_("drafts").insert([{"id": 1, "status": "set"}, {"id": 2}], default_to_null=False).execute().data
     assert "missing=default" in last.response.request.headers["prefer"]
     assert rows == [{"id": 1, "title": None, "status": "set"}, {"id": 2, "title": None, "status": "new"}]
+
+
+def test_written_rows_come_back_as_select_asks_embedding_included(writer: SyncPostgrestClient) -> None:
+    inserted = writer.from_("reviews").insert({"id": 1, "book_id": 2, "stars": 5}).select("stars,books(title)")
+    assert inserted.execute().data == [{"stars": 5, "books": {"title": "Invisible Cities"}}]
+    updated = writer.from_("reviews").update({"stars": 4}).eq("id", 1).select("score:stars::text,books(id)")
+    assert updated.execute().data == [{"score": "4", "books": {"id": 2}}]
+    deleted = writer.from_("reviews").delete().eq("id", 1).select("id,books(authors(name))").execute().data
+    assert deleted == [{"id": 1, "books": {"authors": {"name": "Calvino"}}}]

@@ -152,5 +152,5 @@ def test_queries_that_differ_only_in_values_share_one_composed_text() -> None:
 
 def test_delete_without_a_filter_is_refused() -> None:
     with pytest.raises(ApiError) as caught:
-        delete_statement(READINGS, parse("select=id"), returning=False)
+        delete_statement(READINGS, parse("select=id"), returned=None)
     assert caught.value.body.code == "filter_required"
