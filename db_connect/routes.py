@@ -56,7 +56,7 @@ def not_allowed(method: str, allowed: tuple[str, ...]) -> ApiError:
 
 def resolve(catalog: Catalog, request: Request) -> Target:
     """The path's target in the schema cache; anything else is a 404 (after authentication, so no name leaks)."""
-    path = request.url.path
+    path = request.scope["path"]
     parts = path.split("/")[1:]
     if len(parts) == 2 and parts[0] == "rpc":
         schema, function = profile(catalog, request, None), parts[1]
