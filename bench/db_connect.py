@@ -4,7 +4,8 @@
 
 Starts its own Postgres 15 cluster (host binaries, as the integration tests do) and db_connect under
 uvicorn, then measures, each for --seconds:
-  * GET one row by primary key, and GET a filtered page of 100 rows, at 1, 10 and 50 concurrent clients,
+  * GET one row by primary key, GET a filtered page of 100 rows, and GET one row with its 100 first children
+    embedded (resource embedding through a foreign key), at 1, 10 and 50 concurrent clients,
     with `wrk` (HTTP/1.1 keep-alive), next to pgbench at the same concurrency running (a) the bare SELECT
     a client would write by hand (prepared), and (b) the very SQL db_connect sends for that request, as
     it sends it: a pipeline of two prepared statements (role switch and read-only mode, then the SELECT)
@@ -74,6 +75,9 @@ INSERT INTO consumption.readings
 SELECT i, 'meter-' || (i % 500), i * 0.25, timestamptz '2024-01-01' + i * interval '1 minute'
 FROM generate_series(1, {TABLE_ROWS}) AS i;
 CREATE INDEX ON consumption.readings (meter, id);
+CREATE TABLE consumption.meters (name text PRIMARY KEY, site text NOT NULL);
+INSERT INTO consumption.meters SELECT 'meter-' || i, 'site-' || (i % 20) FROM generate_series(0, 499) AS i;
+ALTER TABLE consumption.readings ADD FOREIGN KEY (meter) REFERENCES consumption.meters (name);
 CREATE TABLE consumption.bulk (id integer PRIMARY KEY, meter text NOT NULL, kwh numeric, read_at timestamptz);
 GRANT USAGE ON SCHEMA consumption TO api_reader, api_writer;
 GRANT SELECT ON ALL TABLES IN SCHEMA consumption TO api_reader, api_writer;
@@ -86,8 +90,17 @@ SINGLE_SQL = f"SELECT row_to_json(r) FROM consumption.readings r WHERE id = {KEY
 PAGE_SQL = (
     "SELECT json_agg(r) FROM (SELECT * FROM consumption.readings WHERE meter = 'meter-7' ORDER BY id LIMIT 100) r;"
 )
+EMBED_SQL = (
+    "SELECT row_to_json(m) FROM (SELECT name, site, (SELECT json_agg(r) FROM (SELECT id, kwh, read_at"
+    " FROM consumption.readings WHERE meter = p.name ORDER BY id LIMIT 100) r) AS readings"
+    " FROM consumption.meters p WHERE name = 'meter-7') m;"
+)
 SINGLE_PATH = f"/consumption/readings?id=eq.{KEY_ID}"
 PAGE_PATH = "/consumption/readings?meter=eq.meter-7&order=id&limit=100"
+EMBED_PATH = (
+    "/consumption/meters?name=eq.meter-7&select=name,site,readings(id,kwh,read_at)&readings.order=id&readings.limit=100"
+)
+REQUESTS = (("single", SINGLE_SQL, SINGLE_PATH), ("page", PAGE_SQL, PAGE_PATH), ("embed", EMBED_SQL, EMBED_PATH))
 
 
 def free_port() -> int:
@@ -149,10 +162,11 @@ def api_sql(port: int, path: str) -> str:
         async with await psycopg.AsyncConnection.connect(**superuser(port), autocommit=True) as conn:
             catalog = Catalog(("consumption",))
             await catalog.reload(conn)
-        relation = catalog.lookup("consumption", "readings")
+        schema, name = urlsplit(path).path.strip("/").split("/")
+        relation = catalog.lookup(schema, name)
         assert relation is not None
         query = parse_query(parse_qsl(urlsplit(path).query), 100, 1000)
-        return page_statements(relation, query, preferences(Headers()), 10_000)
+        return page_statements(catalog, relation, query, preferences(Headers()), 10_000)
 
     with psycopg.connect(**superuser(port)) as conn:
         cursor = psycopg.ClientCursor(conn)
@@ -339,7 +353,7 @@ def main() -> None:
         register += f" (name, key_sha256, role) VALUES ('bench', '{digest(WRITER_KEY)}', 'api_writer')"
         psql(port, "-c", KEYS_DDL + ";" + register)
         scripts = {}
-        for name, select, path in (("single", SINGLE_SQL, SINGLE_PATH), ("page", PAGE_SQL, PAGE_PATH)):
+        for name, select, path in REQUESTS:
             scripts[name] = (root / f"{name}.sql", root / f"{name}-api.sql")
             scripts[name][0].write_text(select)
             scripts[name][1].write_text(api_sql(port, path))
@@ -354,7 +368,7 @@ def main() -> None:
         throughput: dict[str, float] = {}
         postmaster = int((root / "data" / "postmaster.pid").read_text().split()[0])
         cpu: dict[tuple[str, str, int], dict[str, float]] = {}  # (what, request, clients) -> µs per call by process
-        for name, path in (("single", SINGLE_PATH), ("page", PAGE_PATH)):
+        for name, _, path in REQUESTS:
             for clients in CLIENTS:
                 api, cpu["db_connect", name, clients] = cpu_per_call(
                     partial(wrk, base, path, clients, args.seconds),
@@ -401,10 +415,11 @@ def main() -> None:
             f"\nbulk insert of {BULK_ROWS:,} rows (CSV): API {api_rows:,.0f} rows/s, psql COPY {raw_rows:,.0f} rows/s, "
             f"ratio {api_rows / raw_rows:.2f}"
         )
-        single, page = ratios["single@10"], ratios["page@10"]
+        single, page, embed = ratios["single@10"], ratios["page@10"], ratios["embed@10"]
         print(
             f"\ntargets: GET at 10 clients >= 0.30 of pgbench running the same SQL (b): single {single[1]:.2f}, "
-            f"page {page[1]:.2f} (of the bare SELECT (a): {single[0]:.2f}, {page[0]:.2f}); "
+            f"page {page[1]:.2f}, embed {embed[1]:.2f} (of the bare SELECT (a): {single[0]:.2f}, {page[0]:.2f}, "
+            f"{embed[0]:.2f}); "
             f"bulk insert >= 0.70 of COPY: {api_rows / raw_rows:.2f}"
         )
     finally:

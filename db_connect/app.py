@@ -1,8 +1,9 @@
 """The FastAPI application: routes, start-up and shutdown of the pool and the schema cache.
 
-A data request goes through PostgREST's stages: authenticate (auth.py), find the relation in the
-schema cache (catalog.py), parse the query string (query_params.py), build SQL (statements.py), run
-it in one transaction under the caller's role (database.py), render the response (reads.py, writes.py).
+A data request goes through PostgREST's stages: authenticate (auth.py), find the table, view or function
+the URL names in the schema cache (routes.py, catalog.py), parse the query string (query_params.py), plan
+it against the cache (plan.py), build SQL (statements.py), run it in one transaction under the caller's
+role (database.py), render the response (reads.py, writes.py, rpc.py).
 
 `uvicorn db_connect.app:app` builds the app from the environment on first access (see __getattr__),
 so importing this module, as tests do, needs neither secrets nor a database.
@@ -21,14 +22,17 @@ from psycopg import sql
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from db_connect import reads, writes
+from db_connect import reads, rpc, writes
 from db_connect.auth import Authenticator, Principal, RequestRoles, bearer_scheme, header_scheme
 from db_connect.catalog import Catalog, Relation
-from db_connect.data_request import DataRequest
+from db_connect.data_request import DataRequest, parse_request
 from db_connect.database import Statement, make_pool, run
 from db_connect.errors import ApiError, ErrorBody, handle_api_error, handle_unexpected, install_error_handlers
 from db_connect.keys import KeyStore
 from db_connect.openapi import document
+from db_connect.plan import plan_request
+from db_connect.prefer import preferences
+from db_connect.routes import resolve
 from db_connect.schema_refresh import SchemaRefresher
 from db_connect.settings import Settings
 
@@ -49,9 +53,12 @@ REST access to the Sawmill warehouse's exposed schemas (by default `consumption`
 
 * `GET /` lists the tables and views your role can read; `GET /openapi.json` (this document) describes
   those, as PostgREST does: both need credentials.
-* `GET /{schema}/{table}?select=a,b&a=gte.5&or=(b.is.null,b.like.*x*)&order=a.desc&limit=100` reads rows
-  as JSON, or CSV with `Accept: text/csv`; `Prefer: count=exact|planned|estimated` fills `Content-Range`;
-  `cursor=` pages by key (follow the `Next-Cursor` header).
+* `GET /{table}` (schema by `Accept-Profile`) or `/{schema}/{table}`, e.g.
+  `?select=a,b,parent(c),children(*)&a=gte.5&or=(b.is.null,b.like.*x*)&order=a.desc&limit=100&children.limit=5`,
+  reads rows as JSON, embedding related rows through foreign keys, or CSV with `Accept: text/csv`;
+  `Prefer: count=exact|planned|estimated` fills `Content-Range`; `cursor=` pages by key (`Next-Cursor`).
+* `POST /rpc/{function}` (JSON object of named arguments) or `GET /rpc/{function}?arg=1` (STABLE and
+  IMMUTABLE functions) calls a function; rows it returns are filtered and paged like a table's.
 * `POST` inserts a JSON array or a CSV body (loaded with COPY); `on_conflict=` upserts; `PATCH` and
   `DELETE` need a filter; `Prefer: return=representation` returns the written rows.
 
@@ -69,16 +76,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def not_exposed(schema: str, table: str) -> ApiError:
-    return ApiError(
-        404,
-        "not_found",
-        f"No exposed table or view named {schema}.{table}",
-        hint="GET / lists the tables and views you can read; a new table appears after NOTIFY db_connect",
-    )
-
-
-Handler = Callable[[DataRequest], Awaitable[Response]]
+FIXED_PATHS = frozenset({"/", "/health", "/openapi.json"})
+TABLE_HANDLERS: dict[str, Callable[[DataRequest], Awaitable[Response]]] = {
+    "GET": reads.read,
+    "HEAD": reads.read,
+    "POST": writes.insert,
+    "PATCH": writes.update,
+    "DELETE": writes.delete,
+}
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
@@ -158,31 +163,20 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
     app.include_router(api)
 
-    def relation_of(request: Request) -> Relation:
-        schema, table = request.path_params["schema"], request.path_params["table"]
-        relation = catalog.lookup(schema, table)
-        if relation is None:
-            raise not_exposed(schema, table)
-        return relation
-
-    def parsed(request: Request, caller: Principal, relation: Relation) -> DataRequest:
-        return DataRequest.parse(request, pool, settings, caller, relation)
-
-    def data_route(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            caller = await principal(request)
-            return await handler(parsed(request, caller, relation_of(request)))
-
-        return endpoint
-
-    handlers: dict[str, Handler] = {
-        "GET": reads.read,
-        "POST": writes.insert,
-        "PATCH": writes.update,
-        "DELETE": writes.delete,
-    }
-    for method, handler in handlers.items():
-        app.add_route("/{schema}/{table}", data_route(handler), methods=[method], include_in_schema=False)
+    async def handle(request: Request) -> Response:
+        caller = await principal(request)
+        target = resolve(catalog, request)
+        arguments = None
+        if target.function is not None:  # GET /rpc/fn?arg=1: arguments, not filters
+            get = request.method in ("GET", "HEAD")
+            arguments = frozenset(a for f in catalog.functions(target.schema, target.function) for a, _ in f.arguments)
+            arguments = arguments if get else frozenset()
+        query = parse_request(request, settings, arguments)
+        plan = plan_request(target, request.method, request.headers)
+        call = DataRequest(pool, settings, caller, catalog, plan, query, preferences(request.headers), request)
+        if target.function is not None:
+            return await rpc.call(call)
+        return await TABLE_HANDLERS[request.method](call)
 
     documents: dict[tuple[int, tuple[int, ...]], dict[str, Any]] = {}
 
@@ -197,10 +191,12 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         if key not in documents:
             if len(documents) >= MAX_DOCUMENTS:
                 documents.clear()
-            documents[key] = document(FastAPI.openapi(app), relations)
+            documents[key] = document(
+                FastAPI.openapi(app), relations, catalog.all_relationships(), catalog.all_functions()
+            )
         return JSONResponse(documents[key])
 
-    return read_to_the_end(direct_data_path(app, catalog, handlers, principal, parsed))
+    return read_to_the_end(data_router(app, handle))
 
 
 def read_to_the_end(app: ASGIApp) -> ASGIApp:
@@ -239,35 +235,25 @@ def read_to_the_end(app: ASGIApp) -> ASGIApp:
     return asgi
 
 
-def direct_data_path(
-    app: FastAPI,
-    catalog: Catalog,
-    handlers: dict[str, Handler],
-    principal: Callable[[Request], Awaitable[Principal]],
-    parsed: Callable[[Request, Principal, Relation], DataRequest],
-) -> ASGIApp:
-    """Requests for an exposed relation go straight to their handler, past FastAPI's middleware and router.
+def data_router(app: FastAPI, handle: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+    """The one router for data: every path but FastAPI's few is a table, a view or /rpc/, resolved by resolve().
 
-    Those layers were a third of the CPU of a small read. Everything else, including a name that is not
-    exposed (a 404 after authentication) and an unsupported method (405), is FastAPI's as before.
+    Going past FastAPI's middleware and router was a third less CPU for a small read.
     """
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (handler := handlers.get(scope["method"])):
-            parts = scope["path"].split("/")  # "/schema/table" -> ["", "schema", "table"]
-            relation = catalog.lookup(parts[1], parts[2]) if len(parts) == 3 else None
-            if relation is not None:
-                request = Request(scope, receive)
-                try:
-                    response = await handler(parsed(request, await principal(request), relation))
-                except ApiError as exc:
-                    response = await handle_api_error(request, exc)
-                except Exception as exc:
-                    logger.exception("unexpected error in %s %s", scope["method"], scope["path"])
-                    response = await handle_unexpected(request, exc)
-                await response(scope, receive, send)
-                return
-        await app(scope, receive, send)
+        if scope["type"] != "http" or scope["path"] in FIXED_PATHS:
+            await app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await handle(request)
+        except ApiError as exc:
+            response = await handle_api_error(request, exc)
+        except Exception as exc:
+            logger.exception("unexpected error in %s %s", scope["method"], scope["path"])
+            response = await handle_unexpected(request, exc)
+        await response(scope, receive, send)
 
     return asgi
 

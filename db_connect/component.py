@@ -24,6 +24,7 @@ class Settings(BaseModel):
     api_key_role: str = Field(default="api_reader", pattern=IDENTIFIER)
     anonymous_role: str | None = Field(default=None, pattern=IDENTIFIER)
     max_page_size: int = Field(default=1000, ge=1, le=1_000_000)
+    prepared_statements: bool = True  # false when a transaction-mode pooler sits before Postgres
 
 
 COMPONENT = Component(

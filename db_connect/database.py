@@ -12,6 +12,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -37,16 +38,25 @@ SETTINGS_TEXT = {
 }
 
 
-def make_pool(settings: Settings) -> AsyncConnectionPool:
+class RequestPool(AsyncConnectionPool):
+    """The requests' pool, and whether their statements may stay prepared on its sessions."""
+
+    def __init__(self, *args: Any, prepared_statements: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prepared_statements = prepared_statements
+
+
+def make_pool(settings: Settings) -> RequestPool:
     """A closed pool; open it with `open(wait=False)` so start-up never waits for Postgres.
 
     Connections are in autocommit: a one-pipeline request is an implicit transaction of its own, and work
     of several round trips sends its own BEGIN. The statement timeout is set once per connection, beside
     the shared start-up options. psycopg prepares nothing on its own: after a rollback it would
-    DEALLOCATE ALL, the statements pipeline.py prepared included.
+    DEALLOCATE ALL, the statements pipeline.py prepared included. PREPARED_STATEMENTS=false stops
+    pipeline.py preparing too, for poolers in transaction mode.
     """
     conninfo = settings.conninfo
-    return AsyncConnectionPool(
+    return RequestPool(
         kwargs={
             **conninfo,
             "application_name": "db_connect",
@@ -59,6 +69,7 @@ def make_pool(settings: Settings) -> AsyncConnectionPool:
         max_size=settings.pool_max_size,
         open=False,
         name="db_connect",
+        prepared_statements=settings.prepared_statements,
     )
 
 
@@ -122,7 +133,8 @@ async def run(
     for attempt in (1, 2):
         try:
             async with borrowed(pool, principal) as conn:
-                return (await pipeline.run(conn, principal.role, [settings, *statements]))[1:]
+                named = not isinstance(pool, RequestPool) or pool.prepared_statements
+                return (await pipeline.run(conn, principal.role, [settings, *statements], named))[1:]
         except pipeline.StatementsLost:  # nothing ran; its connection is closed
             if attempt == 2:
                 raise ConnectionLost() from None

@@ -1,8 +1,8 @@
 """One JSON error shape for every failure, exactly PostgREST's: code, message, details, hint.
 
 Clients get a stable `code` to branch on and a message naming what to fix; never a stack trace or SQL.
-PostgREST clients (postgrest-js, postgrest-py) read these four keys and drop any other, so `details` is
-the name and, as in PostgREST, a string or null.
+PostgREST clients (postgrest-js, postgrest-py) read these four keys and drop any other. As in PostgREST,
+`details` is a string or null, but a list of the candidates when an embedding is ambiguous (PGRST201).
 """
 
 from fastapi import FastAPI, Request
@@ -19,7 +19,7 @@ class ErrorBody(BaseModel):
 
     code: str
     message: str
-    details: str | None = None
+    details: str | list[dict[str, str]] | None = None
     hint: str | None = None
 
 
@@ -32,7 +32,7 @@ class ApiError(Exception):
         code: str,
         message: str,
         *,
-        details: str | None = None,
+        details: str | list[dict[str, str]] | None = None,
         hint: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:

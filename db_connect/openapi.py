@@ -1,12 +1,13 @@
-"""The OpenAPI 3 document, generated from the schema cache: one path per exposed table or view.
+"""The OpenAPI 3 document, generated from the schema cache: one path per exposed table, view and function.
 
 Rebuilt only when the cache changes. Column filters, select, order, paging and the Prefer header are
 declared for every path, so generated clients and schemathesis see the real surface.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
-from db_connect.catalog import Column, Relation
+from db_connect.catalog import Column, Function, Relation, Relationship
 
 ERROR = {"$ref": "#/components/schemas/ErrorBody"}
 ERROR_STATUSES = {
@@ -35,18 +36,66 @@ SCALARS: dict[str, dict[str, Any]] = {
     "uuid": {"type": "string", "format": "uuid"},
 }
 FILTER_DESCRIPTION = (
-    "Filter: `op.value` with op one of eq, neq, gt, gte, lt, lte, like, ilike (`*` is a wildcard), "
-    "in.(a,b), is.null|true|false; prefix with `not.` to negate."
+    "Filter: `op.value` with op one of eq, neq, gt, gte, lt, lte, like, ilike (`*` is a wildcard), match, imatch, "
+    "in.(a,b), is.null|true|false, isdistinct, cs, cd, ov, sl, sr, nxl, nxr, adj, fts, plfts, phfts, wfts "
+    "(e.g. fts(english).word); prefix with `not.` to negate."
 )
 
 
-def json_schema(column: Column) -> dict[str, Any]:
+def json_schema(column: Column, references: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    """A column's schema; a foreign key column says so as PostgREST's document does, for tools that read it."""
     if column.type.endswith("[]"):
         schema: dict[str, Any] = {"type": "array"}
     else:
         schema = dict(SCALARS.get(column.type.split("(")[0], {"type": "string"}))
     schema["description"] = column.description or column.type
+    if references and column.name in references:
+        table, target = references[column.name]
+        schema["description"] += (
+            f"\n\nNote:\nThis is a Foreign Key to `{table}.{target}`.<fk table='{table}' column='{target}'/>"
+        )
     return schema
+
+
+def references_of(relation: Relation, relationships: Sequence[Relationship]) -> dict[str, tuple[str, str]]:
+    """Foreign key column → (referenced table, column), for the many-to-one relationships of the relation."""
+    return {
+        source: (r.target[1], target)
+        for r in relationships
+        if r.cardinality == "many-to-one" and r.source == (relation.schema, relation.name)
+        for source, target in r.join
+    }
+
+
+def function_path(function: Function) -> dict[str, Any]:
+    """POST with the arguments as a JSON object; GET with them as query parameters unless it is VOLATILE."""
+    arguments = {
+        "type": "object",
+        "required": list(function.required),
+        "properties": {name: json_schema(Column(name, type_)) for name, type_ in function.arguments},
+    }
+    returned = {"application/json": {"schema": {}}}
+    title = f"{function.schema}.{function.name}"
+    path: dict[str, Any] = {
+        "post": {
+            "tags": [function.schema, "rpc"],
+            "summary": function.description or f"Call {title}",
+            "security": SECURITY,
+            "requestBody": {"required": False, "content": {"application/json": {"schema": arguments}}},
+            "responses": responses("200", f"What {title} returns ({function.return_type})", returned),
+        }
+    }
+    if function.volatility != "v":
+        path["get"] = {
+            "tags": [function.schema, "rpc"],
+            "summary": function.description or f"Call {title} (read-only)",
+            "security": SECURITY,
+            "parameters": [
+                {**parameter(name, type_), "required": name in function.required} for name, type_ in function.arguments
+            ],
+            "responses": responses("200", f"What {title} returns ({function.return_type})", returned),
+        }
+    return path
 
 
 def parameter(name: str, description: str, schema: dict[str, Any] | None = None, where: str = "query") -> dict:
@@ -82,7 +131,7 @@ def relation_path(relation: Relation, ref: str) -> dict[str, Any]:
     listing = {"application/json": {"schema": rows}, "text/csv": {"schema": {"type": "string"}}}
     returned = {"application/json": {"schema": rows}}
     prefer = parameter("Prefer", "count=exact|planned|estimated, return=representation, resolution=...", where="header")
-    select = parameter("select", "Columns to return, e.g. `id,name`")
+    select = parameter("select", "Columns and embedded resources to return, e.g. `id,name,parent(*),children(id)`")
     title = f"{relation.schema}.{relation.name}"
     path: dict[str, Any] = {
         "get": {
@@ -139,16 +188,23 @@ def component_name(relation: Relation) -> str:
     return f"{relation.schema}.{relation.name}".replace(" ", "_")
 
 
-def document(base: dict[str, Any], relations: list[Relation]) -> dict[str, Any]:
-    """The static routes of `base` (FastAPI's own document) plus a path and a schema per relation."""
+def document(
+    base: dict[str, Any],
+    relations: list[Relation],
+    relationships: Sequence[Relationship] = (),
+    functions: Sequence[Function] = (),
+) -> dict[str, Any]:
+    """The static routes of `base` (FastAPI's own document) plus a path and a schema per relation and function."""
     doc = {**base, "paths": dict(base.get("paths", {})), "components": dict(base.get("components", {}))}
     schemas = dict(doc["components"].get("schemas", {}))
     for relation in sorted(relations, key=lambda r: (r.schema, r.name)):
         name = component_name(relation)
         schemas[name] = {
             "type": "object",
-            "properties": {c.name: json_schema(c) for c in relation.columns},
+            "properties": {c.name: json_schema(c, references_of(relation, relationships)) for c in relation.columns},
         }
         doc["paths"][f"/{relation.schema}/{relation.name}"] = relation_path(relation, f"#/components/schemas/{name}")
+    for function in sorted(functions, key=lambda f: (f.schema, f.name, f.oid)):
+        doc["paths"][f"/{function.schema}/rpc/{function.name}"] = function_path(function)
     doc["components"]["schemas"] = schemas
     return doc

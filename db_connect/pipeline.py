@@ -97,15 +97,20 @@ def numbered(text: str) -> bytes:
     return PLACEHOLDER.sub(replace, text.encode())
 
 
-async def run(conn: psycopg.AsyncConnection, role: str, statements: Sequence[Statement]) -> list[tuple]:
+async def run(
+    conn: psycopg.AsyncConnection, role: str, statements: Sequence[Statement], named: bool = True
+) -> list[tuple]:
     """The first row of each statement (an empty tuple for none), all run in one implicit transaction.
+
+    named=False sends every text unnamed, parsed on each execution (PREPARED_STATEMENTS=false): for a
+    pooler in transaction mode, where the next transaction may run on a session that never saw the Parse.
 
     The connection must be idle and in autocommit. A value psycopg cannot send, or a database error, is
     raised as psycopg raises it, the connection left idle; after any other exception it is broken or
     closed, as results may still be on their way (the pool then replaces it).
     """
     prepared = _prepared.get(conn) or _prepared.setdefault(conn, Prepared(conn))
-    commands = plan(prepared, role, statements)
+    commands = plan(prepared, role, statements) if named else unnamed(prepared, statements)
     pg = conn.pgconn
     pg.enter_pipeline_mode()
     try:
@@ -167,6 +172,12 @@ def plan(prepared: Prepared, role: str, statements: Sequence[Statement]) -> list
     return commands
 
 
+def unnamed(prepared: Prepared, statements: Sequence[Statement]) -> list[Command]:
+    """Each statement as the unnamed statement: Parse, Bind and Execute every time, nothing left on the session."""
+    dump = prepared.transformer.dump_sequence
+    return [Command(b"", None, numbered(s.text()), dump(s.params, [PyFormat.TEXT] * len(s.params))) for s in statements]
+
+
 def send(pg: pq.abc.PGconn, prepared: Prepared, commands: Sequence[Command]) -> list[Sent]:
     """Queue the pipeline and its sync; returns what each of its results will answer, in order.
 
@@ -182,7 +193,10 @@ def send(pg: pq.abc.PGconn, prepared: Prepared, commands: Sequence[Command]) -> 
         if command.parse is not None:
             pg.send_prepare(command.name, command.text)
             sent.append(command.parse)
-        pg.send_query_prepared(command.name, command.params)
+        if command.name:
+            pg.send_query_prepared(command.name, command.params)
+        else:
+            pg.send_query_params(command.text, command.params)
         sent.append(ROWS)
     pg.pipeline_sync()
     return sent

@@ -9,8 +9,10 @@ from db_connect.errors import ApiError
 
 CHOICES = {
     "count": ("exact", "planned", "estimated"),
-    "return": ("minimal", "representation"),
+    "return": ("minimal", "representation", "headers-only"),
     "resolution": ("merge-duplicates", "ignore-duplicates"),
+    "handling": ("strict", "lenient"),
+    "missing": ("default", "null"),
 }
 
 
@@ -19,6 +21,8 @@ class Preferences:
     count: Literal["exact", "planned", "estimated"] | None = None
     representation: bool = False
     resolution: Literal["merge", "ignore"] | None = None
+    max_affected: int | None = None  # enforced with handling=strict, as PostgREST does
+    missing_default: bool = False  # columns= names a column a row lacks: its default, not null
 
 
 def preferences(headers: Headers) -> Preferences:
@@ -27,7 +31,11 @@ def preferences(headers: Headers) -> Preferences:
     for header in headers.getlist("prefer"):
         for token in header.split(","):
             name, _, value = token.strip().partition("=")
-            if name in CHOICES:
+            if name == "max-affected":
+                if not value.isdigit():
+                    raise ApiError(400, "invalid_header", f"Invalid Prefer: max-affected={value}", hint="e.g. 10")
+                chosen[name] = value
+            elif name in CHOICES:
                 if value not in CHOICES[name]:
                     raise ApiError(
                         400,
@@ -41,4 +49,8 @@ def preferences(headers: Headers) -> Preferences:
         count=chosen.get("count"),  # type: ignore[arg-type]
         representation=chosen.get("return") == "representation",
         resolution=None if resolution is None else ("merge" if resolution == "merge-duplicates" else "ignore"),
+        max_affected=int(chosen["max-affected"])
+        if chosen.get("handling") == "strict" and "max-affected" in chosen
+        else None,
+        missing_default=chosen.get("missing") == "default",
     )

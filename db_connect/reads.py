@@ -1,4 +1,4 @@
-"""GET /{schema}/{table}: a page as JSON (one round trip), or a stream of JSON or CSV rows.
+"""GET on a table or view (and the rows a function returns): a page as JSON, or a stream of JSON or CSV rows.
 
 Pages of up to AGGREGATE_MAX_ROWS rows are rendered by Postgres into one JSON value. Larger ones, and
 every CSV response, are streamed as Postgres sends them, a chunk at a time, so memory does not grow
@@ -9,17 +9,18 @@ still a 400 and not a broken 200.
 import json
 from collections.abc import AsyncIterator, Sequence
 
-from starlette.datastructures import Headers
 from starlette.responses import Response, StreamingResponse
 
 from db_connect import templates
-from db_connect.catalog import Relation
+from db_connect.catalog import Catalog, Relation
 from db_connect.data_request import DataRequest
 from db_connect.database import run, transaction
 from db_connect.errors import ApiError
+from db_connect.plan import CSV_TYPE, JSON_TYPE, OBJECT_TYPE, ReadPlan, plan_query
 from db_connect.prefer import Preferences
 from db_connect.query_params import Query, encode_cursor
 from db_connect.statements import (
+    FromCall,
     Statement,
     count_statement,
     page_statement,
@@ -29,30 +30,43 @@ from db_connect.statements import (
 
 AGGREGATE_MAX_ROWS = 1000
 STREAM_CHUNK_ROWS = 1000
-CSV_TYPE = "text/csv; charset=utf-8"
-JSON_TYPE = "application/json"
+CSV_RESPONSE_TYPE = "text/csv; charset=utf-8"
 
 
-def wants_csv(headers: Headers) -> bool:
-    """text/csv when the client asks for it; JSON for JSON, */* or nothing; anything else is a 406."""
-    accept = headers.get("accept", "")
-    if not accept:
-        return False
-    types = [part.split(";")[0].strip().lower() for part in accept.split(",")]
-    if "text/csv" in types:
-        return True
-    if any(t in ("application/json", "*/*", "application/*") for t in types):
-        return False
-    raise ApiError(406, "not_acceptable", f"Cannot answer with {accept}", hint="Accept application/json or text/csv")
+def strip_nulls(value: object) -> object:
+    """json_strip_nulls: object members that are null are left out, at every depth."""
+    if isinstance(value, dict):
+        return {k: strip_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [strip_nulls(v) for v in value]
+    return value
 
 
-def count_statements(relation: Relation, query: Query, prefs: Preferences, cap: int) -> list[Statement]:
+def json_body(text: str, media: str, stripped: bool) -> str:
+    """A JSON array as the client asked for it: as is, without nulls, or its one row as an object (406 if not one)."""
+    if media != OBJECT_TYPE and not stripped:
+        return text
+    rows = json.loads(text)
+    if media == OBJECT_TYPE:
+        if len(rows) != 1:
+            raise ApiError(
+                406,
+                "PGRST116",
+                "Cannot coerce the result to a single JSON object",
+                details=f"The result contains {len(rows)} rows",
+                hint="Filter to exactly one row, or accept application/json",
+            )
+        rows = rows[0]
+    return json.dumps(strip_nulls(rows) if stripped else rows, separators=(",", ":"))
+
+
+def count_statements(plan: ReadPlan, prefs: Preferences, cap: int, from_: FromCall = None) -> list[Statement]:
     if prefs.count == "exact":
-        return [count_statement(relation, query)]
+        return [count_statement(plan, from_=from_)]
     if prefs.count == "planned":
-        return [planned_count_statement(relation, query)]
+        return [planned_count_statement(plan, from_)]
     if prefs.count == "estimated":
-        return [count_statement(relation, query, cap), planned_count_statement(relation, query)]
+        return [count_statement(plan, cap, from_), planned_count_statement(plan, from_)]
     return []
 
 
@@ -78,39 +92,67 @@ def content_range(offset: int, returned: int | None, total: int | None) -> str:
     return f"{offset}-{offset + returned - 1}/{size}"
 
 
-def page_statements(relation: Relation, query: Query, prefs: Preferences, cap: int) -> list[Statement]:
-    """The page and the counts asked for, from the texts composed for this query's shape."""
-    return templates.statements(
-        relation,
-        query,
-        ("page", prefs.count),
-        lambda shape: [page_statement(relation, shape), *count_statements(relation, shape, prefs, cap)],
-    )
+def range_status(offset: int, returned: int, total: int | None) -> int:
+    """PostgREST's: 206 when a known total holds more rows than this page, 416 when the page starts past it."""
+    if total is None:
+        return 200
+    if offset > total or (offset == total and offset > 0):
+        return 416
+    return 206 if returned < total else 200
+
+
+def page_statements(
+    catalog: Catalog, relation: Relation, query: Query, prefs: Preferences, cap: int
+) -> list[Statement]:
+    """The page and the counts asked for, from the texts composed (and the plan made) once per query shape."""
+
+    def build(shape: Query) -> list[Statement]:
+        plan = plan_query(catalog, relation, shape)
+        return [page_statement(plan, shape.cursor), *count_statements(plan, prefs, cap)]
+
+    return templates.statements(relation, query, ("page", prefs.count), build)
 
 
 async def read(call: DataRequest) -> Response:
     """GET: a JSON page in one round trip, or a stream for CSV and pages beyond AGGREGATE_MAX_ROWS."""
-    as_csv = wants_csv(call.request.headers)
-    if as_csv or call.query.limit > AGGREGATE_MAX_ROWS:
-        return await read_stream(call, as_csv)
-    return await read_page(call)
+    media, stripped = call.plan.media_type, call.plan.strip_nulls
+    if media == CSV_TYPE or call.query.limit > AGGREGATE_MAX_ROWS:
+        if media == OBJECT_TYPE or stripped:
+            raise ApiError(406, "PGRST107", "One object or stripped nulls are for pages of at most 1000 rows")
+        return await read_stream(call, media == CSV_TYPE)
+    return await read_page(call, media, stripped)
 
 
-async def read_page(call: DataRequest) -> Response:
+async def read_page(call: DataRequest, media: str, stripped: bool) -> Response:
+    statements = page_statements(call.catalog, call.relation, call.query, call.prefs, call.settings.exact_count_limit)
+    rows = await run(call.pool, call.principal, statements, True)
+    return page_response(call, rows, media, stripped)
+
+
+def page_response(call: DataRequest, rows: list[tuple], media: str, stripped: bool) -> Response:
+    """A page's rows (the first result) and counts (the rest) as the response PostgREST would give."""
     query, prefs, cap = call.query, call.prefs, call.settings.exact_count_limit
-    rows = await run(call.pool, call.principal, page_statements(call.relation, query, prefs, cap), True)
     body, returned, last_key = rows[0]
-    headers = {"Content-Range": content_range(query.offset, returned, total_from(rows[1:], prefs, cap))}
+    total = total_from(rows[1:], prefs, cap)
+    headers = {"Content-Range": content_range(query.offset, returned, total)}
     if last_key is not None and returned == query.limit:
         headers["Next-Cursor"] = encode_cursor(json.loads(last_key))
-    return Response(content=body, media_type=JSON_TYPE, headers=headers)
+    status = range_status(query.offset, returned, total)
+    content = json_body(body, media, stripped)
+    if call.request.method == "HEAD":
+        content = ""
+    return Response(content=content, status_code=status, media_type=media, headers=headers)
 
 
-async def read_stream(call: DataRequest, as_csv: bool) -> Response:
-    statement, names = stream_statement(call.relation, call.query, as_csv)
+async def read_stream(
+    call: DataRequest, as_csv: bool, from_: FromCall = None, plan: ReadPlan | None = None, read_only: bool = True
+) -> Response:
+    """Rows streamed as Postgres sends them; from_ and plan for the rows of a function (rpc.py)."""
+    plan = plan or plan_query(call.catalog, call.relation, call.query)
+    statement, names = stream_statement(plan, as_csv, from_)
     cap = call.settings.exact_count_limit
-    counts = count_statements(call.relation, call.query, call.prefs, cap)
-    chunks = stream_chunks(call, statement, counts, names if as_csv else None)
+    counts = count_statements(plan, call.prefs, cap, from_)
+    chunks = stream_chunks(call, statement, counts, names if as_csv else None, read_only)
     count_rows = await anext(chunks)
     assert isinstance(count_rows, list)
     first = await anext(chunks, b"")
@@ -124,7 +166,7 @@ async def read_stream(call: DataRequest, as_csv: bool) -> Response:
 
     return StreamingResponse(
         body(),
-        media_type=CSV_TYPE if as_csv else JSON_TYPE,
+        media_type=CSV_RESPONSE_TYPE if as_csv else JSON_TYPE,
         headers={"Content-Range": content_range(call.query.offset, None, total)},
     )
 
@@ -135,10 +177,10 @@ def csv_line(values: Sequence[str | None]) -> str:
 
 
 async def stream_chunks(
-    call: DataRequest, statement: Statement, counts: list[Statement], csv_header: list[str] | None
+    call: DataRequest, statement: Statement, counts: list[Statement], csv_header: list[str] | None, read_only: bool
 ) -> AsyncIterator[list[tuple] | bytes]:
     """Yields the count rows first, then the body in chunks; holds its transaction until exhausted."""
-    async with transaction(call.pool, call.principal, read_only=True) as conn:
+    async with transaction(call.pool, call.principal, read_only=read_only) as conn:
         count_rows = []
         for count in counts:
             cursor = await conn.execute(count.query, count.params)

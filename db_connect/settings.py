@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     schema_refresh_s: float = Field(default=60.0, gt=0)
     pool_max_size: int = Field(default=10, ge=1)
+    # false behind a pooler in transaction mode (PgBouncer < 1.21): no statement outlives its request
+    prepared_statements: bool = True
 
     _db_password: SecretStr = PrivateAttr()
     _api_key: SecretStr = PrivateAttr()

@@ -10,7 +10,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 
 from db_connect.catalog import Relation
-from db_connect.query_params import Condition, Group, Query
+from db_connect.query_params import Condition, Group, Query, SubQuery
 from db_connect.statements import Statement
 
 MAX_SHAPES = 256  # per relation: a client inventing new shapes only costs rebuilds
@@ -43,14 +43,21 @@ def shape_of(query: Query) -> tuple[Query, list[object]]:
     def condition(cond: Condition) -> Condition:
         if cond.operator == "is":
             return cond  # null/true/false/unknown is SQL text, not a bound value
-        return Condition(cond.column, cond.operator, slot(cond.value), cond.negated)  # type: ignore[arg-type]
+        return Condition(cond.column, cond.operator, slot(cond.value), cond.negated, cond.modifier)  # type: ignore[arg-type]
 
     def group(where: Group) -> Group:
         items = tuple(group(i) if isinstance(i, Group) else condition(i) for i in where.items)
         return Group(where.conjunction, items, where.negated)
 
+    def sub(query: SubQuery) -> SubQuery:
+        limit = None if query.limit is None else slot(query.limit)
+        return replace(query, where=group(query.where), limit=limit, offset=slot(query.offset))  # type: ignore[arg-type]
+
+    where = group(query.where)
+    embedded = tuple((path, sub(query)) for path, query in query.embedded) if query.embedded else ()
     cursor = None if query.cursor is None else tuple(slot(v) for v in query.cursor)
-    shape = replace(query, where=group(query.where), limit=slot(query.limit), offset=slot(query.offset), cursor=cursor)
+    limit, offset = slot(query.limit), slot(query.offset)
+    shape = Query(query.select, where, query.order, limit, offset, cursor, query.on_conflict, query.columns, embedded)  # type: ignore[arg-type]
     return shape, values
 
 

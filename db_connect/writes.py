@@ -20,13 +20,16 @@ from psycopg import sql
 from starlette.requests import Request
 from starlette.responses import Response
 
+from db_connect import reads
 from db_connect.catalog import Relation
 from db_connect.data_request import DataRequest
 from db_connect.database import run, transaction
 from db_connect.errors import ApiError
+from db_connect.plan import JSON_TYPE, ReadPlan, plan_query
 from db_connect.prefer import Preferences
-from db_connect.query_params import Query
+from db_connect.query_params import Group, Query, array_literal
 from db_connect.statements import (
+    MISSING,
     STAGING,
     Statement,
     checked_columns,
@@ -37,7 +40,6 @@ from db_connect.statements import (
     update_statement,
 )
 
-JSON_TYPE = "application/json"
 MAX_HEADER_BYTES = 1024 * 1024
 SPOOL_IN_MEMORY = 1024 * 1024  # a larger CSV body is spooled to a temporary file
 COPY_BLOCK = 256 * 1024  # what each write to COPY sends from the spool
@@ -119,9 +121,12 @@ def invalid_body(message: str, hint: str | None = None) -> ApiError:
     return ApiError(400, "invalid_body", message, hint=hint)
 
 
-async def json_body(request: Request, limit: int) -> object:
+async def json_body(request: Request, limit: int, empty: object = None) -> object:
+    """The body parsed, read no further than the limit; `empty` stands for a body of only whitespace, if given."""
     hint = "Send fewer rows per request, or CSV (up to MAX_BODY_BYTES)"
     data = b"".join([chunk async for chunk in limited_body(request, limit, hint)])
+    if empty is not None and not data.strip():
+        return empty
     try:
         parsed = json.loads(data)
         if b"\\u" in data and LONE_SURROGATE.search(data):  # rare: only then look at every string
@@ -133,11 +138,24 @@ async def json_body(request: Request, limit: int) -> object:
     return parsed
 
 
-def json_rows(data: object) -> tuple[list[str], list[list[str | None]]]:
-    """An object or an array of objects that all have the same keys: the columns and the rows."""
+def json_rows(
+    data: object, columns: tuple[str, ...] | None = None, mark_missing: bool = False
+) -> tuple[list[str], list[list[str | None]]]:
+    """An object or an array of objects that all have the same keys: the columns and the rows.
+
+    With `columns=` (PostgREST's, for bulk inserts of objects with different keys) those columns are
+    written, a key a row lacks is null, and other keys are ignored; mark_missing adds to each row the
+    array of the keys it lacks, for their defaults (Prefer: missing=default).
+    """
     rows = data if isinstance(data, list) else [data]
     if not rows or not all(isinstance(row, dict) for row in rows):
         raise invalid_body("Send a JSON object or a non-empty array of objects", hint='e.g. [{"id": 1}]')
+    if columns is not None:
+        values = [[value_text(row.get(name)) for name in columns] for row in rows]
+        if mark_missing:
+            for out, row in zip(values, rows, strict=True):
+                out.append(array_literal(tuple(name for name in columns if name not in row)))
+        return list(columns), values
     names = list(rows[0])
     if not names:
         raise invalid_body("The objects name no column")
@@ -170,6 +188,14 @@ async def csv_header(chunks: AsyncIterator[bytes]) -> tuple[list[str], bytes]:
     return names, rest
 
 
+def returned_plan(call: DataRequest) -> ReadPlan | None:
+    """With return=representation, the written rows as `select` asks for them, planned as a read of them."""
+    if not call.prefs.representation:
+        return None
+    select_only = Query(call.query.select, Group("and", ()), (), None, 0, None, None)  # type: ignore[arg-type]
+    return plan_query(call.catalog, call.relation, select_only)
+
+
 def staged(relation: Relation, query: Query, prefs: Preferences) -> bool:
     return bool(prefs.representation or prefs.resolution or query.on_conflict or relation.kind != "table")
 
@@ -180,6 +206,7 @@ async def insert(call: DataRequest) -> Response:
     as_csv = media_type(request) == "text/csv"
     if media_type(request) not in ("text/csv", JSON_TYPE):
         raise ApiError(415, "unsupported_media_type", "Send application/json or text/csv")
+    missing = prefs.missing_default and query.columns is not None and not as_csv
     with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as spool:
         if as_csv:
             chunks = limited_body(request, limit)
@@ -188,25 +215,28 @@ async def insert(call: DataRequest) -> Response:
             await spooled(copy_data(rest, chunks), spool)
             rows: list[list[str | None]] = []
         else:
-            names, rows = json_rows(await json_body(request, call.settings.max_json_body_bytes))
+            data = await json_body(request, call.settings.max_json_body_bytes)
+            names, rows = json_rows(data, query.columns, missing)
             checked_names(relation, names)
-        with_staging = staged(relation, query, prefs)
+        with_staging = missing or staged(relation, query, prefs)
         target = STAGING if with_staging else sql.Identifier(relation.schema, relation.name)
         async with transaction(call.pool, call.principal, read_only=False) as conn:
             if with_staging:
                 resolution = prefs.resolution or _conflict(query)
-                merge = merge_statement(relation, query, names, resolution, prefs.representation)
-                await conn.execute(staging_statement(relation, names))
+                merge = merge_statement(relation, query, names, resolution, returned_plan(call), missing)
+                await conn.execute(staging_statement(relation, names, missing))
             cursor = conn.cursor()
-            async with cursor.copy(copy_statement(target, names, as_csv)) as copy:
+            copied = [*names, MISSING] if missing else names
+            async with cursor.copy(copy_statement(target, copied, as_csv)) as copy:
                 while block := spool.read(COPY_BLOCK):
                     await copy.write(block)
                 for row in rows:
                     await copy.write_row(row)
             written, body = cursor.rowcount, None
             if with_staging:
-                body, written = await (await conn.execute(merge)).fetchone() or (None, 0)
-    return written_response(201, body, written)
+                body, written = await (await conn.execute(merge.query, merge.params)).fetchone() or (None, 0)
+            body = as_asked(call, body)  # before the commit: a 406 here writes nothing
+    return written_response(201, body, written, call.plan.media_type)
 
 
 def checked_names(relation: Relation, names: list[str]) -> None:
@@ -221,11 +251,18 @@ def _conflict(query: Query) -> str | None:
     return "merge" if query.on_conflict else None
 
 
-def written_response(status: int, body: str | None, written: int) -> Response:
+def as_asked(call: DataRequest, body: str | None) -> str | None:
+    """Rows returned by a write as planned: an array, or with single() one object (406 unless one row)."""
+    if body is None:
+        return None
+    return reads.json_body(body, call.plan.media_type, call.plan.strip_nulls)
+
+
+def written_response(status: int, body: str | None, written: int, media_type: str = JSON_TYPE) -> Response:
     headers = {"Content-Range": f"*/{written}"}
     if body is None:
         return Response(status_code=204 if status == 200 else status, headers=headers)
-    return Response(status_code=status, content=body, media_type=JSON_TYPE, headers=headers)
+    return Response(status_code=status, content=body, media_type=media_type, headers=headers)
 
 
 async def update(call: DataRequest) -> Response:
@@ -235,14 +272,31 @@ async def update(call: DataRequest) -> Response:
     if not isinstance(data, dict):
         raise invalid_body("Send a JSON object of the columns to set", hint='e.g. {"status": "done"}')
     values = {k: value_text(v) for k, v in data.items()}
-    return await write(call, update_statement(call.relation, call.query, values, call.prefs.representation))
+    return await write(call, update_statement(call.relation, call.query, values, returned_plan(call)))
 
 
 async def delete(call: DataRequest) -> Response:
-    return await write(call, delete_statement(call.relation, call.query, call.prefs.representation))
+    return await write(call, delete_statement(call.relation, call.query, returned_plan(call)))
 
 
 async def write(call: DataRequest, statement: Statement) -> Response:
-    """Run one writing statement (it returns the written rows as JSON, or NULL, and their count)."""
-    ((body, written),) = await run(call.pool, call.principal, [statement], read_only=False)
-    return written_response(200, body, written)
+    """Run one writing statement (it returns the written rows as JSON, or NULL, and their count).
+
+    With `Prefer: handling=strict, max-affected=N` a write of more rows is rolled back, as in PostgREST.
+    """
+    limit = call.prefs.max_affected
+    if limit is None and call.plan.media_type == JSON_TYPE and not call.plan.strip_nulls:
+        ((body, written),) = await run(call.pool, call.principal, [statement], read_only=False)
+        return written_response(200, body, written)
+    async with transaction(call.pool, call.principal, read_only=False) as conn:
+        body, written = await (await conn.execute(statement.query, statement.params)).fetchone() or (None, 0)
+        body = as_asked(call, body)
+        if limit is not None and written > limit:
+            raise ApiError(
+                400,
+                "PGRST124",
+                "Query result exceeds max-affected preference constraint",
+                details=f"The query affects {written} rows",
+                hint="Nothing was changed; narrow the filters or raise max-affected",
+            )
+    return written_response(200, body, written, call.plan.media_type)

@@ -19,7 +19,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from psycopg.conninfo import make_conninfo
+
+from db_connect.app import create_app
+from db_connect.settings import Settings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 INIT_SH = Path(__file__).resolve().parents[2] / "stack/postgres/init.sh"
@@ -374,3 +378,17 @@ def db_connect_warehouse(
     yield warehouse
     postgres.execute("DROP DATABASE dbc_warehouse WITH (FORCE)")
     postgres.execute("DROP ROLE db_connect, api_anon, api_reader, api_writer")
+
+
+@contextmanager
+def db_connect_client(
+    warehouse: DbConnectWarehouse, setup_sql: str, teardown_sql: str, **settings: Any
+) -> Iterator[TestClient]:
+    """db_connect in-process with the platform key (api_reader) over setup_sql's objects, dropped afterwards."""
+    warehouse.execute(setup_sql)
+    try:
+        app = create_app(Settings(**warehouse.environment(), **settings))
+        with TestClient(app, headers={"X-API-Key": DB_CONNECT_API_KEY}) as client:
+            yield client
+    finally:
+        warehouse.execute(teardown_sql)

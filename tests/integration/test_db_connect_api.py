@@ -259,7 +259,7 @@ def test_authentication_is_checked_before_parameters_or_names(anonymous: TestCli
 def test_the_openapi_document_needs_a_key_and_declares_both_key_schemes(anonymous: TestClient) -> None:
     refused = anonymous.get("/openapi.json")
     assert refused.status_code == 401 and "meter_readings" not in refused.text, "names are for callers with a key"
-    assert anonymous.get("/docs").status_code == 404, "no page that could not send the key to fetch it"
+    assert anonymous.get("/docs").status_code == 401, "no page that could not send the key to fetch it"
     spec = anonymous.get("/openapi.json", headers={"X-API-Key": API_KEY}).json()
     assert spec["info"]["title"] == "Sawmill db_connect"
     schemes = spec["components"]["securitySchemes"]

@@ -8,16 +8,18 @@ from typing import TypeVar
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
 from db_connect import database, pipeline
+from db_connect.app import create_app
 from db_connect.auth import Principal
 from db_connect.database import SETTINGS_TEXT, make_pool
 from db_connect.errors import ApiError
 from db_connect.settings import Settings
 from db_connect.statements import Statement
-from tests.integration.conftest import DB_CONNECT_PASSWORD, DbConnectWarehouse
+from tests.integration.conftest import DB_CONNECT_API_KEY, DB_CONNECT_PASSWORD, DbConnectWarehouse
 
 T = TypeVar("T")
 SETUP_SQL = """
@@ -296,3 +298,36 @@ def test_statements_dropped_behind_the_pipelines_back_cost_a_retry_not_an_error(
         return await database.run(pool, reader, [COUNT], True)
 
     assert with_pool(warehouse, work) == [(0,)]
+
+
+# --- PREPARED_STATEMENTS=false, for poolers in transaction mode ------------------------------------
+
+
+@pytest.mark.parametrize(("prepared", "left_on_the_session"), [(True, True), (False, False)])
+def test_prepared_statements_false_leaves_no_statement_on_the_session(
+    db_connect_warehouse: DbConnectWarehouse, prepared: bool, left_on_the_session: bool
+) -> None:
+    """A function called through the API counts what its own session has prepared (one pooled connection)."""
+    db_connect_warehouse.execute(
+        "CREATE FUNCTION consumption.prepared_here() RETURNS bigint LANGUAGE sql VOLATILE "
+        "AS 'SELECT count(*) FROM pg_prepared_statements'"
+    )
+    environment = db_connect_warehouse.environment()
+    settings = Settings(**environment, exposed_schemas="consumption", pool_max_size=1, prepared_statements=prepared)
+    try:
+        with TestClient(create_app(settings), headers={"X-API-Key": DB_CONNECT_API_KEY}) as client:
+            for _ in range(3):
+                response = client.post("/rpc/prepared_here")
+                assert response.status_code == 200, response.text
+            assert (response.json() > 0) is left_on_the_session
+    finally:
+        db_connect_warehouse.execute("DROP FUNCTION consumption.prepared_here")
+
+
+def test_prepared_statements_is_read_from_the_environment(
+    db_connect_warehouse: DbConnectWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in (db_connect_warehouse.environment() | {"PREPARED_STATEMENTS": "false"}).items():
+        monkeypatch.setenv(name, value)
+    assert Settings().prepared_statements is False
+    assert make_pool(Settings()).prepared_statements is False
