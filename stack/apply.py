@@ -76,7 +76,8 @@ def apply(swarm: Swarm, plan: Plan, selected: list[str], check_routes: RouteChec
     for missing in plan.unavailable:
         say(
             f"! {missing.name}: no image can be built here in local mode (it needs {missing.missing_from}); "
-            'its service is left out. Use images = "registry" where that registry is reachable.'
+            "its service is left out. Where that image can be pulled, set `images` to pull pinned images"
+            " (see sawmill.example.toml)"
         )
     _prepare(swarm, plan, selected)
     images.ensure(swarm, [ref for cp in chosen for ref in cp.images])

@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
+from cryptography import x509
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -89,8 +90,10 @@ class AcmeSettings(BaseModel):
             pem = value.read_bytes()
         except OSError as exc:
             raise ValueError(f"cannot read {value}: {exc.strerror}; name the PEM file of the CA's root") from None
-        if b"-----BEGIN CERTIFICATE-----" not in pem:
-            raise ValueError(f"{value} holds no PEM certificate; name the PEM file of the CA's root")
+        try:
+            x509.load_pem_x509_certificates(pem)
+        except ValueError:
+            raise ValueError(f"{value} holds no PEM certificate; name the PEM file of the CA's root") from None
         return value.resolve()
 
     @model_validator(mode="after")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
-from stack import components
+from stack import certs, components
 from stack.config import ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,12 +127,17 @@ def test_acme_defaults_to_lets_encrypt_over_http_01_with_an_ecdsa_key(
     assert (acme.challenge, acme.dns_provider, acme.key_type, acme.ca_bundle) == ("http-01", None, "ecdsa", None)
 
 
+def write_root(path: Path) -> None:
+    """A CA root made now (none is kept in the repository), as a private CA's bundle would hold it."""
+    path.write_bytes(certs.new_ca("test")[1].public_bytes(serialization.Encoding.PEM))
+
+
 def test_acme_takes_staging_or_a_private_ca_with_its_bundle(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert acme_settings(monkeypatch, server="staging").acme.directory.startswith("https://acme-staging-v02.")
     root = isolated_env / "root.pem"
-    root.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    write_root(root)
     acme = acme_settings(monkeypatch, server="https://127.0.0.1:14000/dir", ca_bundle=str(root)).acme
     assert (acme.directory, acme.ca_bundle, acme.public_ca) == ("https://127.0.0.1:14000/dir", root, False)
 
@@ -171,7 +177,7 @@ def test_a_ca_bundle_is_refused_for_lets_encrypt_which_is_trusted_already(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = isolated_env / "root.pem"
-    root.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    write_root(root)
     with pytest.raises(ConfigError, match=r"acme.ca_bundle .*: Let's Encrypt \(staging\) is trusted already"):
         acme_settings(monkeypatch, server="staging", ca_bundle=str(root))
     (isolated_env / "not.pem").write_text("hello")
