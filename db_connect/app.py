@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db_connect import reads, rpc, writes
 from db_connect.auth import Authenticator, Principal, RequestRoles, bearer_scheme, header_scheme
+from db_connect.budget import Budget
 from db_connect.catalog import Catalog, Relation
 from db_connect.data_request import DataRequest, parse_request
 from db_connect.database import Statement, make_pool, run
@@ -35,6 +36,7 @@ from db_connect.prefer import preferences
 from db_connect.routes import resolve
 from db_connect.schema_refresh import SchemaRefresher
 from db_connect.settings import Settings
+from db_connect.writes import media_type
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,10 @@ TABLE_HANDLERS: dict[str, Callable[[DataRequest], Awaitable[Response]]] = {
     "PATCH": writes.update,
     "DELETE": writes.delete,
 }
+
+
+def no_body(_: int) -> None:
+    """GET and HEAD: no body is read, none is budgeted."""
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
@@ -173,10 +179,20 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             arguments = arguments if get else frozenset()
         query = parse_request(request, settings, arguments)
         plan = plan_request(target, request.method, request.headers)
-        call = DataRequest(pool, settings, caller, catalog, plan, query, preferences(request.headers), request)
-        if target.function is not None:
-            return await rpc.call(call)
-        return await TABLE_HANDLERS[request.method](call)
+        prefs = preferences(request.headers)
+        with body_budget(request) as take:
+            call = DataRequest(pool, settings, caller, catalog, plan, query, prefs, request, take)
+            if target.function is not None:
+                return await rpc.call(call)
+            return await TABLE_HANDLERS[request.method](call)
+
+    json_bodies = Budget("JSON bodies", "JSON_BODIES_IN_FLIGHT_BYTES", settings.json_bodies_in_flight_bytes)
+    csv_bodies = Budget("CSV bodies", "CSV_BODIES_IN_FLIGHT_BYTES", settings.csv_bodies_in_flight_bytes)
+
+    def body_budget(request: Request) -> AbstractContextManager[Callable[[int], None]]:
+        if request.method in ("GET", "HEAD"):
+            return contextlib.nullcontext(no_body)
+        return (csv_bodies if media_type(request) == "text/csv" else json_bodies).hold()
 
     documents: dict[tuple[int, tuple[int, ...]], dict[str, Any]] = {}
 

@@ -1,5 +1,6 @@
 """One data request, parsed once: who calls, on what, asking what; what every handler receives."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
@@ -24,6 +25,7 @@ class DataRequest:
     query: Query
     prefs: Preferences
     request: Request
+    take_body: Callable[[int], None]  # a share of the process's body budget, as the body arrives (budget.py)
 
     @property
     def relation(self) -> Relation:

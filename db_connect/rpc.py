@@ -30,7 +30,7 @@ async def arguments(call: DataRequest) -> dict[str, object]:
         return {k: v for k, v in query_items(call.request) if k in names}
     if media_type(call.request) != JSON_TYPE:
         raise ApiError(415, "unsupported_media_type", "Send the arguments as a JSON object", hint='e.g. {"a": 1}')
-    data = await json_body(call.request, call.settings.max_json_body_bytes, empty={})
+    data = await json_body(call, empty={})
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "Send the arguments as a JSON object", hint='e.g. {"a": 1}')
     return data

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1)  # a CSV body, spooled, then COPYed
     # a JSON body is parsed whole, in memory (10-25 times its size), before Postgres sees a byte of it
     max_json_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    # what one process holds at once (db_connect/budget.py): JSON bodies in memory, CSV bodies spooled to disk
+    json_bodies_in_flight_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    csv_bodies_in_flight_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
     schema_refresh_s: float = Field(default=60.0, gt=0)
     pool_max_size: int = Field(default=10, ge=1)
     # false behind a pooler in transaction mode (PgBouncer < 1.21): no statement outlives its request
@@ -74,6 +77,20 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         """A stack file writes `ANONYMOUS_ROLE: ""` to mean off."""
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _budgets_fit_a_body(self) -> "Settings":
+        """A budget smaller than one body would refuse every body of the largest size the limit allows."""
+        for budget, body in (
+            ("json_bodies_in_flight_bytes", "max_json_body_bytes"),
+            ("csv_bodies_in_flight_bytes", "max_body_bytes"),
+        ):
+            if getattr(self, budget) < getattr(self, body):
+                raise ValueError(
+                    f"{budget.upper()} ({getattr(self, budget)}) must be at least {body.upper()}"
+                    f" ({getattr(self, body)}): one body of the largest size must fit"
+                )
+        return self
 
     @model_validator(mode="after")
     def _read_secrets(self) -> "Settings":

@@ -13,7 +13,7 @@ import csv
 import json
 import re
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import IO
 
 from psycopg import sql
@@ -58,8 +58,11 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", JSON_TYPE).split(";")[0].strip().lower()
 
 
-async def limited_body(request: Request, limit: int, hint: str = SEND_IN_PARTS) -> AsyncIterator[bytes]:
-    """The body as it arrives, refused with 413 as soon as it exceeds the limit (or says it will)."""
+async def limited_body(
+    request: Request, limit: int, take: Callable[[int], None], hint: str = SEND_IN_PARTS
+) -> AsyncIterator[bytes]:
+    """The body as it arrives, refused with 413 as soon as it exceeds the limit (or says it will), and with 503
+    when the bodies this process already holds leave no room for it (`take`: db_connect/budget.py)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large(limit, hint)
@@ -69,6 +72,7 @@ async def limited_body(request: Request, limit: int, hint: str = SEND_IN_PARTS) 
         if received > limit:
             raise too_large(limit, hint)
         if chunk:
+            take(len(chunk))
             yield chunk
 
 
@@ -76,10 +80,10 @@ async def copy_data(rest: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[
     """The CSV rows after the header, passed on as they come, refused if a line would end COPY early."""
     carry = b"\n"  # the rows start on a line of their own
     async for chunk in _chained(rest, chunks):
-        window = carry + chunk
-        if b"\\." in window and END_OF_COPY.search(window):
+        # `in` scans at memory speed; the chunk is copied (joined to the carry) only if a marker may be there
+        if (b"\\." in chunk or b"\\." in carry + chunk[:3]) and END_OF_COPY.search(carry + chunk):
             raise end_of_copy()
-        carry = window[-3:]  # enough to find a marker split between two chunks
+        carry = chunk[-3:] if len(chunk) >= 3 else (carry + chunk)[-3:]  # finds a marker split between chunks
         yield chunk
     if END_OF_COPY.search(carry + b"\n"):  # the body's last line
         raise end_of_copy()
@@ -121,10 +125,11 @@ def invalid_body(message: str, hint: str | None = None) -> ApiError:
     return ApiError(400, "invalid_body", message, hint=hint)
 
 
-async def json_body(request: Request, limit: int, empty: object = None) -> object:
+async def json_body(call: DataRequest, empty: object = None) -> object:
     """The body parsed, read no further than the limit; `empty` stands for a body of only whitespace, if given."""
     hint = "Send fewer rows per request, or CSV (up to MAX_BODY_BYTES)"
-    data = b"".join([chunk async for chunk in limited_body(request, limit, hint)])
+    chunks = limited_body(call.request, call.settings.max_json_body_bytes, call.take_body, hint)
+    data = b"".join([chunk async for chunk in chunks])
     if empty is not None and not data.strip():
         return empty
     try:
@@ -209,13 +214,13 @@ async def insert(call: DataRequest) -> Response:
     missing = prefs.missing_default and query.columns is not None and not as_csv
     with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as spool:
         if as_csv:
-            chunks = limited_body(request, limit)
+            chunks = limited_body(request, limit, call.take_body)
             names, rest = await csv_header(chunks)
             checked_names(relation, names)
             await spooled(copy_data(rest, chunks), spool)
             rows: list[list[str | None]] = []
         else:
-            data = await json_body(request, call.settings.max_json_body_bytes)
+            data = await json_body(call)
             names, rows = json_rows(data, query.columns, missing)
             checked_names(relation, names)
         with_staging = missing or staged(relation, query, prefs)
@@ -268,7 +273,7 @@ def written_response(status: int, body: str | None, written: int, media_type: st
 async def update(call: DataRequest) -> Response:
     if media_type(call.request) != JSON_TYPE:
         raise ApiError(415, "unsupported_media_type", "Send the new values as a JSON object")
-    data = await json_body(call.request, call.settings.max_json_body_bytes)
+    data = await json_body(call)
     if not isinstance(data, dict):
         raise invalid_body("Send a JSON object of the columns to set", hint='e.g. {"status": "done"}')
     values = {k: value_text(v) for k, v in data.items()}

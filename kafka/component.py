@@ -49,6 +49,18 @@ class KafkaSink(BaseModel):
     topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,200}$")
     table: str = Field(pattern=r"^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$", description="schema.table, e.g. raw.events")
     replicas: int = Field(default=2, ge=1, le=20)
+    view: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$",
+        description="schema.table: the table also published as a view there (e.g. consumption.events) for readers",
+    )
+
+    @model_validator(mode="after")
+    def _view_elsewhere(self) -> KafkaSink:
+        table_schema = self.table.split(".")[0] if "." in self.table else "raw"
+        if self.view is not None and self.view.split(".")[0] == table_schema:
+            raise ValueError(f"view: {self.view} is in the table's own schema; publish it in another, e.g. consumption")
+        return self
 
     @property
     def service_name(self) -> str:
@@ -67,7 +79,9 @@ class Settings(BaseModel):
         }
     )
     sinks: list[KafkaSink] = Field(
-        default_factory=lambda: [KafkaSink(topic="host_metrics", table="raw.host_metrics", replicas=2)]
+        default_factory=lambda: [
+            KafkaSink(topic="host_metrics", table="raw.host_metrics", replicas=2, view="consumption.host_metrics")
+        ]
     )
     metrics_demo: bool = True
     metrics_interval: float = Field(default=2.0, gt=0, allow_inf_nan=False)

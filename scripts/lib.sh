@@ -45,12 +45,15 @@ ensure_engine() {
   return 1
 }
 
+# A single-node swarm whose own ports (2377 control, 7946 gossip) listen on loopback only: nothing outside this
+# machine can reach them. (The overlay data port 4789/udp is a kernel VXLAN socket on every interface whatever the
+# flags say; only a firewall closes it.) Verified on a simulated node: tests/nodes/test_single_node.py.
 ensure_swarm() {
-  local state
+  local state address="${SAWMILL_ADVERTISE_ADDR:-127.0.0.1}"
   state="$(docker info --format '{{.Swarm.LocalNodeState}}')"
   if [ "$state" != "active" ]; then
-    log "initialising a single-node swarm"
-    docker swarm init --advertise-addr "${SAWMILL_ADVERTISE_ADDR:-127.0.0.1}" >/dev/null
+    log "initialising a single-node swarm listening on $address"
+    docker swarm init --advertise-addr "$address" --listen-addr "$address:2377" --data-path-addr "$address" >/dev/null
   fi
 }
 
@@ -66,4 +69,39 @@ ensure_venv() {  # $1: requirements file
     "$VENV/bin/pip" install -q -r "$req"
     touch "$stamp"
   fi
+}
+
+# Tools the tests of terraform/ and .gitlab-ci.yml use, each in a folder of its own, outside the repository so
+# that a fresh clone on the same machine reuses them (gitlab-ci-local compiles a C++ module for minutes).
+TOOLS="${SAWMILL_TOOLS:-$HOME/.cache/sawmill/tools}"
+GITLAB_CI_LOCAL_VERSION=4.60.0 # the last release that runs on Node 20 (4.75 needs Node 22)
+
+# checkov in its own virtual environment: it depends on bc-python-hcl2, whose module is named `hcl2` like the one
+# python-hcl2 (requirements-dev.txt) installs, so the two cannot share the project's.
+ensure_checkov() {
+  local req="$ROOT/requirements-checkov.txt" stamp
+  stamp="$TOOLS/checkov/.installed-$(sha256sum "$req" | cut -c1-12)"
+  [ -f "$stamp" ] && return 0
+  log "installing checkov into $TOOLS/checkov"
+  python3 -m venv "$TOOLS/checkov"
+  "$TOOLS/checkov/bin/pip" install -q -r "$req"
+  touch "$stamp"
+}
+
+ensure_gitlab_ci_local() {
+  local dir="$TOOLS/gitlab-ci-local"
+  if [ "$("$dir/node_modules/.bin/gitlab-ci-local" --version 2>/dev/null)" = "$GITLAB_CI_LOCAL_VERSION" ]; then
+    return 0
+  fi
+  log "installing gitlab-ci-local $GITLAB_CI_LOCAL_VERSION with npm into $dir (compiles its re2 module: minutes)"
+  # re2's installer would first try to download a prebuilt binary from outside any registry: build it at once
+  DEVELOPMENT_SKIP_GETTING_ASSET=1 npm install --prefix "$dir" --no-audit --no-fund --loglevel=error \
+    "gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION" >/dev/null
+}
+
+# The terraform tests need the binary, which no package registry reached here has: say so, and go on.
+report_terraform() {
+  if command -v terraform >/dev/null 2>&1; then return 0; fi
+  log "terraform is not installed: its checks (tests/integration/test_terraform.py) will be reported as NOT RUN;" \
+    "install Terraform >= 1.5 from HashiCorp's releases and put it on PATH to run them"
 }

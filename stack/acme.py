@@ -22,7 +22,7 @@ from typing import Literal
 from cryptography import x509
 
 from stack import acme_dns, acme_preflight
-from stack.config import ACME_DIRECTORIES
+from stack.acme_preflight import ACME_DIRECTORIES
 
 CERTBOT_TIMEOUT_S = 300
 CERTBOT_MAIN = "import sys; from certbot.main import main; sys.exit(main())"  # certbot has no __main__
@@ -66,8 +66,9 @@ def names_for(domain: str, hosts: tuple[str, ...], challenge: str) -> tuple[str,
     return (domain, f"*.{domain}") if challenge == "dns-01" else tuple(sorted(set(hosts) | {domain}))
 
 
-def obtain(order: Order, state_dir: Path) -> Issued:
-    """Pre-flight, then certbot certonly; the certificate certbot holds for `order.names` afterwards."""
+def obtain(order: Order, state_dir: Path, force: bool = False) -> Issued:
+    """Pre-flight, then certbot certonly; the certificate certbot holds for `order.names` afterwards. `force`
+    renews even a certificate that is not due (an operator's or a test's request)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o700)
     before = _current(state_dir)
@@ -75,7 +76,7 @@ def obtain(order: Order, state_dir: Path) -> Issued:
         if order.webroot is None:
             raise ValueError("http-01 needs the webroot nginx serves at /.well-known/acme-challenge/")
         acme_preflight.check_http(order.names, order.webroot, order.http_port, order.resolver)
-        _certbot(order, state_dir, ["--authenticator=webroot", f"--webroot-path={order.webroot}"], {})
+        _certbot(order, state_dir, ["--authenticator=webroot", f"--webroot-path={order.webroot}"], {}, force)
     else:
         if order.dns_provider is None:
             raise ValueError("dns-01 needs a dns_provider")
@@ -86,14 +87,14 @@ def obtain(order: Order, state_dir: Path) -> Issued:
                 raise acme_preflight.PreflightError(
                     f"{exc}\nno order was sent to the CA. {acme_preflight.FAILED_VALIDATIONS}."
                 ) from None
-            _certbot(order, state_dir, run.args, run.env)
+            _certbot(order, state_dir, run.args, run.env, force)
     issued = _current(state_dir)
     assert issued is not None, "certbot succeeded but left no certificate"
     chain, key = issued
     return _describe(chain, key, new=before is None or before[0] != chain)
 
 
-def certbot_args(order: Order, state_dir: Path) -> list[str]:
+def certbot_args(order: Order, state_dir: Path, force: bool = False) -> list[str]:
     """certbot certonly's arguments for this order (the authenticator's are added by the caller)."""
     key = ["--key-type=ecdsa", "--elliptic-curve=secp256r1"] if order.key_type == "ecdsa" else ["--key-type=rsa"]
     return [
@@ -107,18 +108,20 @@ def certbot_args(order: Order, state_dir: Path) -> list[str]:
         f"--work-dir={state_dir / 'work'}",
         f"--logs-dir={state_dir / 'logs'}",
         f"--cert-name={LINEAGE}",
-        "--keep-until-expiring",
+        "--force-renewal" if force else "--keep-until-expiring",
         "--max-log-backups=20",
         *key,
         *(f"--domain={name}" for name in order.names),
     ]
 
 
-def _certbot(order: Order, state_dir: Path, authenticator: list[str], env: Mapping[str, str]) -> None:
+def _certbot(
+    order: Order, state_dir: Path, authenticator: list[str], env: Mapping[str, str], force: bool = False
+) -> None:
     environment = {**os.environ, **env}
     if order.ca_bundle is not None:
         environment["REQUESTS_CA_BUNDLE"] = str(order.ca_bundle)
-    argv = [sys.executable, "-c", CERTBOT_MAIN, *certbot_args(order, state_dir), *authenticator]
+    argv = [sys.executable, "-c", CERTBOT_MAIN, *certbot_args(order, state_dir, force), *authenticator]
     try:
         result = subprocess.run(
             argv, env=environment, capture_output=True, text=True, timeout=CERTBOT_TIMEOUT_S, check=False

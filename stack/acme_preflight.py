@@ -14,6 +14,11 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
+# The ACME directories `[acme] server` names by a word; any other CA is given by its directory URL.
+ACME_DIRECTORIES = {
+    "production": "https://acme-v02.api.letsencrypt.org/directory",
+    "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+}
 CHALLENGE_PATH = "/.well-known/acme-challenge/"
 TIMEOUT_S = 5.0
 

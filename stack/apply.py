@@ -17,9 +17,10 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from stack import certs, components, drift, images, names, secrets
+from stack import acme, certs, components, drift, images, names, secrets
 from stack.component import Check
 from stack.config import Settings
 from stack.plan import ComponentPlan, Plan, htpasswd_secret, write_plan
@@ -44,6 +45,10 @@ class Deployed:
     stack_file: str
 
 
+# Puts these locally built images on every node of the swarm (see stack/node_images.py).
+ImageShipper = Callable[[list[str]], None]
+
+
 @dataclass(frozen=True)
 class Started:
     plan: ComponentPlan
@@ -63,14 +68,24 @@ def deployed(swarm: Swarm, prefix: str, component: str) -> Deployed | None:
     return Deployed(latest.name, latest.labels[DIGEST_LABEL], latest.data.decode())
 
 
-def apply(swarm: Swarm, plan: Plan, selected: list[str], check_routes: RouteCheck, poll_s: float = 0.5) -> list[str]:
-    """Deploy the selected components; return the names of those that changed."""
+def apply(
+    swarm: Swarm,
+    plan: Plan,
+    selected: list[str],
+    check_routes: RouteCheck,
+    poll_s: float = 0.5,
+    ship: ImageShipper | None = None,
+) -> list[str]:
+    """Deploy the selected components; return the names of those that changed. `ship` puts the images built here
+    on the swarm's other nodes; without it, a swarm of several nodes is refused before anything changes."""
     settings = plan.settings
-    if settings.certificates == "acme":
+    if settings.certificates == "acme" and settings.acme.challenge == "dns-01":
         raise DeployError(
-            "certificates = 'acme': the configuration is checked, but `up` cannot yet run certbot on the swarm nor"
-            " renew there; use 'local', or 'files' with a certificate from a certbot you run yourself"
+            "certificates = 'acme' with challenge = 'dns-01': the swarm's ACME service runs HTTP-01 only so far"
+            " (its DNS credentials are not yet mounted as secrets); use challenge = 'http-01', or 'files' with a"
+            " certificate from a certbot you run yourself"
         )
+    began = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     chosen = [cp for cp in plan.components if cp.name in selected]
     check_memory(swarm, chosen)
     for missing in plan.unavailable:
@@ -79,8 +94,17 @@ def apply(swarm: Swarm, plan: Plan, selected: list[str], check_routes: RouteChec
             "its service is left out. Where that image can be pulled, set `images` to pull pinned images"
             " (see sawmill.example.toml)"
         )
+    built = sorted({r.ref for cp in chosen for r in cp.images if r.local_build and r.ref})
+    if ship is None and built and (count := len(swarm.node_labels())) > 1:
+        raise DeployError(
+            f"this swarm has {count} nodes, and the images `up` builds would exist on this one only: a task placed"
+            " on another could not start. Give `up` the hosts list `deploy.py nodes` uses (--hosts hosts.json):"
+            " it copies the images to every node over SSH"
+        )
     _prepare(swarm, plan, selected)
     images.ensure(swarm, [ref for cp in chosen for ref in cp.images])
+    if ship is not None and built:
+        ship(built)
     entrance = plan.entrance if plan.entrance and plan.entrance.name in selected else None
     if entrance is not None:
         _ensure_certificate(swarm, plan)
@@ -101,10 +125,86 @@ def apply(swarm: Swarm, plan: Plan, selected: list[str], check_routes: RouteChec
     for s in started:
         _record(swarm, settings.prefix, s)
         _remove_unused_configs(swarm, s.plan)
+    failure = None
+    tls = plan.tls
+    if entrance is not None and settings.certificates == "acme":
+        tls, failure = _await_acme(swarm, plan, entrance, began)
     if entrance is not None:
-        for name in certs.remove_stale(swarm, plan.tls, settings.prefix):
+        for name in certs.remove_stale(swarm, tls, settings.prefix):
             say(f"  removed {name}, a certificate or key the entrance no longer uses")
+    if failure:
+        raise DeployError(failure)
     return [s.plan.name for s in started]
+
+
+def _await_acme(
+    swarm: Swarm, plan: Plan, entrance: ComponentPlan, began: dt.datetime
+) -> tuple[certs.TlsNames, str | None]:
+    """Wait (bounded) for the ACME service's result when the planned names have no certificate yet or its last
+    attempt failed; return the pair nginx serves and, on failure, what to tell the user."""
+    settings = plan.settings
+    prefix = settings.prefix
+    assert entrance.component.acme_service is not None, f"{entrance.name} declares no acme_service"
+    service = names.service(prefix, entrance.name, entrance.component.acme_service)
+    wanted = set(acme.names_for(settings.domain, settings.tls_hosts, settings.acme.challenge))
+    last = certs.acme_status(swarm, prefix)
+    timeout = settings.acme.first_certificate_seconds
+    if last is None or not last[1].ok or set(last[1].names) != wanted:
+        since = began
+        started = swarm.service_started(service)
+        if started is None or started < began:  # not started by this run: ask for an attempt now
+            swarm.restart_service(service)
+            since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        with step(f"waiting for the ACME service's certificate for {', '.join(sorted(wanted))}", f"≤ {timeout} s"):
+            last = _wait_status(swarm, prefix, since, timeout)
+    current = certs.current_acme(swarm, prefix)
+    tls = certs.pair_names(prefix, settings.tls_hosts, current) if current else plan.tls
+    serving = _acme_serving(swarm, settings, tls, current is not None)
+    if last is None:
+        return tls, (
+            f"the ACME service gave no result within {timeout} s ({settings.acme.server});"
+            f" {serving}.\n`deploy.py status` shows its result once it has one; `deploy.py logs {entrance.name}`"
+            " shows how far it got"
+        )
+    status = last[1]
+    if not status.ok:
+        return tls, (
+            f"the ACME service could not obtain a certificate:\n{status.message}\n{serving}; it tries again"
+            f" every {settings.acme.retry_seconds} s, and `up` asks again"
+        )
+    say(f"  certificate for {', '.join(status.names)} from {status.issuer}, valid until {status.not_after}")
+    return tls, None
+
+
+def _wait_status(
+    swarm: Swarm, prefix: str, since: dt.datetime, timeout_s: float, poll_s: float = 1.0
+) -> tuple[dt.datetime, certs.AcmeStatus] | None:
+    deadline = time.monotonic() + timeout_s
+    last_report = time.monotonic()
+    while True:
+        found = certs.acme_status(swarm, prefix)
+        if found is not None and found[0] >= since:
+            return found
+        if time.monotonic() > deadline:
+            return None
+        if time.monotonic() - last_report > 10:
+            say(f"  still waiting for the ACME service ({timeout_s - (deadline - time.monotonic()):.0f} s)")
+            last_report = time.monotonic()
+        time.sleep(poll_s)
+
+
+def _acme_serving(swarm: Swarm, settings: Settings, tls: certs.TlsNames, issued: bool) -> str:
+    """What nginx serves meanwhile, in words."""
+    if not issued:
+        return (
+            f"nginx keeps serving a placeholder from the local CA ({certs.ca_path(settings)}) and the landing page"
+            " says certificates are pending"
+        )
+    stored = swarm.config(tls.crt_config)
+    if stored is None:
+        return f"nginx keeps serving {tls.crt_config}"
+    leaf = x509.load_pem_x509_certificates(stored.data)[0]
+    return f"nginx keeps serving the previous certificate (valid until {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)"
 
 
 def check_memory(swarm: Swarm, chosen: list[ComponentPlan]) -> None:
@@ -171,6 +271,13 @@ def _ensure_certificate(swarm: Swarm, plan: Plan) -> None:
         with step(f"checking certificates for {', '.join(plan.tls.hosts)}"):
             if certs.ensure_local(swarm, settings, plan.tls, reader.ref):
                 say("  issued a new certificate from the local CA")
+    elif settings.certificates == "acme":
+        if certs.current_acme(swarm, settings.prefix) is None:
+            reader = images.reader(settings)
+            images.ensure(swarm, [reader])
+            assert reader.ref is not None
+            with step("checking the placeholder certificate nginx serves until the ACME CA issues one"):
+                certs.ensure_local(swarm, settings, plan.tls, reader.ref)
     elif plan.own_certificate is not None:
         with step(f"storing the certificate of {settings.certificate_file}"):
             if certs.ensure_files(swarm, plan.tls, plan.own_certificate, settings.prefix):

@@ -1,5 +1,7 @@
 """TLS certificates for nginx: in `local` mode a local CA, kept across runs, signs one certificate for every host
-name; in `files` mode the user's own certificate and key (checked by stack/tls_files.py) are stored as they are.
+name; in `files` mode the user's own certificate and key (checked by stack/tls_files.py) are stored as they are;
+in `acme` mode the webserver's ACME service (stack/acme_service.py) stores each certificate it obtains, labelled,
+and until the first one nginx serves a placeholder from the local CA.
 
 Key material exists only in memory and in Docker secrets. The CA certificate is public: it is kept as a
 Docker config and exported to build/ca.crt for the user to trust. Certificate names carry a digest of the
@@ -10,8 +12,6 @@ stack, and a new host name or a new file rolls nginx over to a new certificate.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -22,18 +22,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from stack import names, tls_files
 from stack.config import Settings, invalid
 from stack.swarm import Swarm
+from stack.tls_names import ACME_LABEL, AcmeStatus, TlsNames, chain_digest, pair_names
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
-
-
-@dataclass(frozen=True)
-class TlsNames:
-    hosts: tuple[str, ...]
-    crt_config: str
-    key_secret: str
-    ca_config: str
-    ca_key_secret: str
 
 
 def own_files(settings: Settings) -> tls_files.CertificateFiles | None:
@@ -47,19 +39,33 @@ def own_files(settings: Settings) -> tls_files.CertificateFiles | None:
         raise invalid(str(exc)) from None
 
 
-def tls_names(settings: Settings, own: tls_files.CertificateFiles | None) -> TlsNames:
-    """Names after the host names (local) or the very chain that will be stored (files)."""
-    hosts = settings.tls_hosts
-    named = own.chain if own is not None else "\n".join(hosts).encode()
-    digest = hashlib.sha256(named).hexdigest()[:10]
-    prefix = settings.prefix
-    return TlsNames(
-        hosts=hosts,
-        crt_config=f"{prefix}_tls_crt_{digest}",
-        key_secret=f"{prefix}_tls_key_{digest}",
-        ca_config=f"{prefix}_ca_crt",
-        ca_key_secret=f"{prefix}_ca_key",
-    )
+def tls_names(settings: Settings, own: tls_files.CertificateFiles | None, acme_digest: str | None = None) -> TlsNames:
+    """Names after the host names (local, and acme's placeholder), the very chain that will be stored (files), or
+    the ACME pair that serves now (`acme_digest`, read from the swarm by `current_acme`)."""
+    named = own.chain if own is not None else "\n".join(settings.tls_hosts).encode()
+    return pair_names(settings.prefix, settings.tls_hosts, acme_digest or chain_digest(named))
+
+
+def current_acme(swarm: Swarm, prefix: str) -> str | None:
+    """The digest of the newest complete pair the ACME service stored (what nginx serves or is moving to), so a
+    later `up` renders it and never rolls a renewed certificate back; None before the first certificate."""
+    labels = names.labels(prefix) | {ACME_LABEL: "certificate"}
+    stored = sorted(swarm.configs(labels), key=lambda c: c.created, reverse=True)
+    family = f"{prefix}_tls_crt_"
+    for config in stored:
+        digest = config.name.removeprefix(family)
+        if swarm.secret_exists(f"{prefix}_tls_key_{digest}"):
+            return digest
+    return None
+
+
+def acme_status(swarm: Swarm, prefix: str) -> tuple[dt.datetime, AcmeStatus] | None:
+    """The newest result the ACME service recorded, with when its config was created."""
+    found = swarm.configs(names.labels(prefix) | {ACME_LABEL: "status"})
+    if not found:
+        return None
+    newest = max(found, key=lambda c: c.created)
+    return newest.created, AcmeStatus.from_json(newest.data)
 
 
 def ca_path(settings: Settings) -> Path:

@@ -7,15 +7,31 @@ import difflib
 import json
 import os
 import sys
+import time
+from collections.abc import Callable
 from contextlib import nullcontext, suppress
 from pathlib import Path
 
 from python_on_whales import DockerException
 
-from stack import apply, certs, components, drift, images, lock, names, plan, status, teardown, verify
+from stack import (
+    apply,
+    certs,
+    components,
+    drift,
+    images,
+    lock,
+    names,
+    node_images,
+    nodes,
+    plan,
+    status,
+    teardown,
+    verify,
+)
 from stack.config import ConfigError, Settings, load_settings
 from stack.progress import say, step
-from stack.swarm import DockerSwarm, Swarm
+from stack.swarm import DockerSwarm, Engine, EngineError, RemoteEngine, Swarm
 
 EPILOG = """\
 examples:
@@ -27,18 +43,52 @@ examples:
   python deploy.py secrets show db_connect_api_key
   python deploy.py lock status         who holds the deploy lock, if anyone
   python deploy.py down --volumes      remove the platform and its data
+  python deploy.py nodes hosts.json    form and label a swarm of several hosts over SSH
+  python deploy.py --host ssh://root@10.0.0.5 status
+                                       talk to a remote swarm's manager (as DOCKER_HOST=ssh://... does)
+  python deploy.py --host ssh://root@10.0.0.5 up --hosts hosts.json
+                                       deploy onto several nodes: the images built on the manager are copied
+                                       to every node that lacks them, over SSH
 
 configuration: sawmill.toml in the current directory (or $SAWMILL_CONFIG), overridden by
 SAWMILL_<KEY> environment variables (nested keys with __, e.g. SAWMILL_DB_CONNECT__REPLICAS=3).
 See sawmill.example.toml for every key.
 """
 
+NODES_HELP = """\
+Form a swarm from a list of hosts, over SSH, and label its nodes. Run it again at any time: it changes only
+what differs from the list, and says "nothing to change" when nothing does.
+
+HOSTS_FILE (what `terraform output -json hosts` gives):
+  [
+    {"name": "m1", "address": "10.0.0.5", "public_address": "203.0.113.5", "role": "manager",
+     "labels": {"entry": "true"}},
+    {"name": "w1", "address": "10.0.0.6", "role": "worker", "labels": {"volumes": "true"}}
+  ]
+  address         the private address: the swarm's ports 2377 and 7946 listen on it only, and overlay traffic
+                  goes from it (4789/udp is a kernel socket on every interface: a firewall must close it)
+  public_address  where SSH reaches the host (default: address)
+  labels          node labels, added or updated (labels not in the list are left alone)
+
+What it does:
+  1. asks each host's engine over SSH (ssh USER@ADDRESS docker ...; your ~/.ssh/config applies);
+  2. if no host is in a swarm, `docker swarm init` on the first manager;
+  3. joins the others with a token read from a manager at that moment (kept in memory only);
+  4. sets each node's role and labels, then prints the table of nodes;
+  5. copies to each node the images the deployed services run that it lacks (a node added after `up`).
+A host that does not answer is reported and left out (exit status 0); only a swarm that cannot be reached
+or formed is an error (1).
+
+example:
+  python deploy.py nodes hosts.json --ssh-user root
+  export DOCKER_HOST=ssh://root@203.0.113.5    # then up, status, ... run against that swarm
+"""
 VERIFY_TIMEOUT_S = 90
 LOCK_WAIT_S = 600
 TLS_KEY_SOURCE = {
     "local": "issued by the local CA",
     "files": "read from certificate_key_file",
-    "acme": "obtained from the ACME CA, which `up` cannot do yet: it refuses certificates = 'acme'",
+    "acme": "a placeholder from the local CA until the ACME service stores the CA's certificate",
 }
 
 
@@ -47,8 +97,19 @@ def connect() -> Swarm:
     return DockerSwarm()
 
 
+def ssh_url(host: nodes.Host, ssh_user: str) -> str:
+    return f"ssh://{ssh_user}@{host.ssh_address}"
+
+
+def connect_host(host: nodes.Host, ssh_user: str) -> Engine:
+    """One host's engine over SSH (tests replace this)."""
+    return RemoteEngine(ssh_url(host, ssh_user))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.host:  # every docker CLI call, python-on-whales' and our own, then reaches that engine
+        os.environ["DOCKER_HOST"] = args.host
     try:
         settings = load_settings()
         return args.handler(connect(), settings, args)
@@ -69,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         say(f"error: docker failed: {' '.join(exc.docker_command[:4])} …\n{(exc.stderr or '').strip()}")
         say("is the engine running and this node a swarm manager? try `docker info`")
         return 1
+    except KeyboardInterrupt:  # the deploy lock was released on the way out (lock.held)
+        say(
+            "\ninterrupted: the deploy lock is released; what was already handed to Swarm goes on rolling out."
+            " `deploy.py status` shows where it stands; `deploy.py up` again finishes the job (it changes only"
+            " what changed)"
+        )
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,6 +145,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Sawmill: bring a secured analytics platform up on a Docker Swarm.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--host",
+        metavar="URL",
+        help="the swarm manager's engine, e.g. ssh://root@10.0.0.5 (default: $DOCKER_HOST, else this machine's)",
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     known = list(components.known())
@@ -92,6 +165,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("components", nargs="*", metavar="COMPONENT", help=named)
     _lock_wait(up)
+    up.add_argument(
+        "--hosts",
+        type=Path,
+        metavar="HOSTS_FILE",
+        help="a swarm of several nodes: the hosts list `nodes` takes; the images built here are copied to each"
+        " node that lacks them, over SSH",
+    )
+    _ssh_user(up)
     up.set_defaults(handler=_up)
 
     down = sub.add_parser(
@@ -145,12 +226,30 @@ def _parser() -> argparse.ArgumentParser:
         "release", help="free a lock whose holder died (check `lock status` first: a live holder loses it)"
     ).set_defaults(handler=_lock_release)
 
+    nd = sub.add_parser(
+        "nodes",
+        help="form and label a swarm of several hosts over SSH (idempotent)",
+        description=NODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    nd.add_argument("hosts_file", type=Path, metavar="HOSTS_FILE", help="JSON list of hosts (Terraform's output)")
+    _ssh_user(nd)
+    nd.set_defaults(handler=_nodes)
+
     sec = sub.add_parser("secrets", help="read generated secrets")
     sec_sub = sec.add_subparsers(required=True, metavar="ACTION")
     show = sec_sub.add_parser("show", help="print one secret's value (e.g. db_connect_api_key)")
     show.add_argument("name", help="short name, without the prefix")
     show.set_defaults(handler=_secret_show)
     return parser
+
+
+def _ssh_user(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ssh-user",
+        default="root",
+        help="the user SSH logs in as (default root); it must be able to run docker, e.g. be in the docker group",
+    )
 
 
 def _lock_wait(parser: argparse.ArgumentParser) -> None:
@@ -182,12 +281,31 @@ def _selected(settings: Settings, requested: list[str]) -> list[str]:
 
 def _up(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:
     selected = _selected(settings, args.components)
-    the_plan = plan.make_plan(settings)
+    ship = _image_shipper(swarm, nodes.load_hosts(args.hosts), args.ssh_user) if args.hosts else None
     with lock.held(swarm, settings.prefix, "up", args.lock_wait):
-        apply.apply(swarm, the_plan, selected, check_routes)
-    print(status.table(status.rows(swarm, settings)))
+        digest = _acme_digest(swarm, settings)
+        the_plan = plan.make_plan(settings, digest)
+        apply.apply(swarm, the_plan, selected, check_routes, ship=ship)
+        entrance = the_plan.entrance is not None and the_plan.entrance.name in selected
+        if entrance and digest is None and (issued := _acme_digest(swarm, settings)):  # the first came in this run
+            say("the first certificate serves: rendering the entrance on it (no more 'certificates are pending')")
+            apply.apply(swarm, plan.make_plan(settings, issued), selected, check_routes, ship=ship)
+    print(status.render(swarm, settings))
     _print_urls(settings)
     return 0
+
+
+def _connect_as(ssh_user: str) -> Callable[[nodes.Host], Engine]:
+    return lambda host: connect_host(host, ssh_user)
+
+
+def _image_shipper(swarm: Swarm, hosts: list[nodes.Host], ssh_user: str) -> apply.ImageShipper:
+    """Copies images from the engine `up` builds on (DOCKER_HOST's) to every other host of the list."""
+
+    def ship(refs: list[str]) -> None:
+        node_images.ship(refs, hosts, _connect_as(ssh_user), None, swarm.this_node())
+
+    return ship
 
 
 def check_routes(the_plan: plan.Plan, changed: list[str]) -> None:
@@ -242,12 +360,19 @@ def _status(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status.as_json(swarm, settings), indent=2))
     else:
-        print(status.table(status.rows(swarm, settings)))
+        print(status.render(swarm, settings))
+        for line in status.certificate_lines(swarm, settings):
+            print(line)
     return 0
 
 
+def _acme_digest(swarm: Swarm, settings: Settings) -> str | None:
+    """In acme mode the pair the ACME service stored last: rendering it means `up` never rolls a renewal back."""
+    return certs.current_acme(swarm, settings.prefix) if settings.certificates == "acme" else None
+
+
 def _plan(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:
-    the_plan = plan.make_plan(settings)
+    the_plan = plan.make_plan(settings, _acme_digest(swarm, settings))
     plan.write_plan(the_plan)
     for cp in the_plan.components:
         record = apply.deployed(swarm, settings.prefix, cp.name)
@@ -334,6 +459,23 @@ def _lock_release(swarm: Swarm, settings: Settings, args: argparse.Namespace) ->
         print("the lock was free")
         return 0
     print(f"released the lock held by {holder.describe()}")
+    return 0
+
+
+def _nodes(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:
+    hosts = nodes.load_hosts(args.hosts_file)
+    started = time.monotonic()
+    try:
+        outcome = nodes.converge(hosts, _connect_as(args.ssh_user))
+    except (nodes.SwarmUnreachable, EngineError) as exc:
+        say(f"error: {exc}")
+        return 1
+    nodes.report(outcome, args.hosts_file, time.monotonic() - started)
+    if outcome.manager is not None:  # a node that joined or came back gets what the deployed services run
+        manager = connect_host(outcome.manager, args.ssh_user)
+        source = ssh_url(outcome.manager, args.ssh_user)
+        node_images.ship_running(manager, source, outcome.manager_node, f"{settings.prefix}_", hosts,
+                                 _connect_as(args.ssh_user))  # fmt: skip
     return 0
 
 

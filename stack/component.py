@@ -23,11 +23,17 @@ class Image:
     name: str
     context: Path | None  # None: no local build is possible (no reachable registry has its artifacts)
     registry: str | None = None  # pinned official image; None = always built from this repo
-    includes: tuple[Path, ...] = ()  # folders of this repo copied into the build context under their own name
+    includes: tuple[Path, ...] = ()  # folders (or files) of this repo copied into the build context by their name
     extends_registry: bool = False  # registry mode builds FROM `registry` (our files on the official image)
     prepare: tuple[str, ...] = ()  # command run in `context` before a build (e.g. fetching jars)
     generated: tuple[str, ...] = ()  # folders `prepare` fills: derived from other files, so not digested
     parent: Image | None = None  # a local image this one is built FROM (built first); None: the debootstrap base
+    # whether the settings use this image (e.g. one of two engines a component may run); None: always. Images of
+    # one component that share a name must be used by disjoint settings: the templates see the used one by name.
+    used: Callable[[Any], bool] | None = None
+
+    def is_used(self, settings: Any) -> bool:
+        return self.used is None or self.used(settings)
 
 
 # Python, a venv and a pip helper on the base: what Sawmill's own Python images start FROM.
@@ -67,12 +73,14 @@ class Component:
     requires: tuple[str, ...] = ()  # deployed after these; enabling it without them is a config error
     route: Route | None = None
     entrance: bool = False  # publishes the platform's ports, terminates TLS, renders every route
+    acme_service: str | None = None  # the entrance's service that obtains certificates when certificates = "acme"
     database: bool = False  # gets its own Postgres role and database (and secret <name>_db_password)
     warehouse: Literal["reader", "analyst", "writer"] | None = None  # reads consumption; reads every layer; writes
     request_roles: tuple[str, ...] = ()  # roles its clients' requests run as (the database makes them)
     config_files: tuple[str, ...] = ()  # templates rendered beside the stack file (sub-folders allowed)
     checks: tuple[Check, ...] = ()  # run on its rendered files before its stack deploys
-    pinned: bool = False  # stateful: runs on the node labelled to hold its volumes
+    pinned: bool = False  # runs on the node labelled for it: stateful ones where their volumes are, an entrance
+    # where DNS points (`up` labels its DOCKER_HOST's node the first time; `nodes` sets labels from the list)
     settings: type[BaseModel] | None = None  # its section of the settings, `[<name>]` in sawmill.toml
     db_connections: Callable[[Any], int] | None = None  # Postgres connections it may hold, from the settings
     db_capacity: Callable[[Any], int] | None = None  # the database server: connections it offers to the others

@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from stack import components
+from stack.acme_preflight import ACME_DIRECTORIES
 
 CONFIG_ENV = "SAWMILL_CONFIG"
 DEFAULT_CONFIG_FILE = Path("sawmill.toml")
@@ -43,11 +44,6 @@ SWARM_PORTS = {2377: "the swarm's manager API", 7946: "the swarm's gossip", 4789
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
-# The ACME directories `[acme] server` names by a word; any other CA is given by its directory URL.
-ACME_DIRECTORIES = {
-    "production": "https://acme-v02.api.letsencrypt.org/directory",
-    "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
-}
 DnsProvider = Literal["digitalocean", "cloudflare", "route53", "rfc2136"]  # certbot's DNS plugins we pin
 DNS_PROVIDERS: tuple[str, ...] = get_args(DnsProvider)
 
@@ -71,6 +67,30 @@ class AcmeSettings(BaseModel):
         default=None, ge=0, le=3600, description="wait after writing the TXT record (None: the plugin's default)"
     )
     key_type: Literal["ecdsa", "rsa"] = "ecdsa"
+    renew_interval_seconds: int = Field(
+        default=43200, ge=10, le=7 * 86400, description="how often the ACME service asks certbot (it renews at 2/3)"
+    )
+    retry_seconds: int = Field(
+        default=300, ge=1, le=86400, description="after a failure, how soon the ACME service tries again"
+    )
+    first_certificate_seconds: int = Field(
+        default=180, ge=0, le=3600, description="how long `up` waits for the ACME service's result"
+    )
+    preflight_dns: str | None = Field(
+        default=None,
+        description="host:port of the DNS server the pre-flight resolves names with (default: the system's);"
+        " for split-horizon DNS, or a test CA's DNS",
+    )
+
+    @field_validator("preflight_dns")
+    @classmethod
+    def _preflight_dns(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} is not host:port, e.g. 'dns.internal:53'")
+        return value
 
     @field_validator("server")
     @classmethod
@@ -153,6 +173,11 @@ class CoreSettings(BaseSettings):
         default_factory=dict, description="image name -> reference to run instead (pinning, canaries)"
     )
     build_dir: Path = Path("build")
+    entrance_address: str | None = Field(
+        default=None,
+        description="where `up` checks every route through nginx: default the host of an ssh:// DOCKER_HOST, else"
+        " 127.0.0.1",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -6,9 +6,7 @@ Sawmill's own record says what `up` deployed; this compares with what runs, so a
 
 from __future__ import annotations
 
-import yaml
-
-from stack.plan import ComponentPlan
+from stack.plan import ComponentPlan, parse_yaml
 from stack.swarm import LiveSpec, ServiceState
 
 
@@ -72,7 +70,7 @@ def config_names(cp: ComponentPlan) -> list[str]:
 
 
 def _stack(cp: ComponentPlan) -> dict:
-    return yaml.safe_load(cp.files["stack.yml"])
+    return parse_yaml(cp.files["stack.yml"])
 
 
 def _source(secret: str | dict) -> str:

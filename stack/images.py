@@ -97,7 +97,8 @@ def build_digest(
         return context_digest(context, generated)
     digest = hashlib.sha256(context_digest(context, generated).encode() + b"\0" + base.encode())
     for folder in includes:
-        digest.update(b"\0" + folder.name.encode() + b"\0" + context_digest(folder).encode())
+        content = hashlib.sha256(folder.read_bytes()).hexdigest() if folder.is_file() else context_digest(folder)
+        digest.update(b"\0" + folder.name.encode() + b"\0" + content.encode())
     return digest.hexdigest()
 
 
@@ -113,7 +114,10 @@ def build_context(image: ImageRef) -> Iterator[Path]:
         root = Path(temp) / image.name
         shutil.copytree(image.context, root, ignore=skipped)
         for folder in image.includes:
-            shutil.copytree(folder, root / folder.name, ignore=skipped)
+            if folder.is_file():
+                shutil.copy2(folder, root / folder.name)
+            else:
+                shutil.copytree(folder, root / folder.name, ignore=skipped)
         yield root
 
 

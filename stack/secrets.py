@@ -21,8 +21,9 @@ def ensure_generated(swarm: Swarm, full_names: list[str], labels: dict[str, str]
     """Create each missing secret with a fresh random value; return the values created, for secrets derived
     from them in the same run."""
     created = {}
+    present = set(swarm.secrets({}))  # every secret, ours or made by hand: one listing, not a call per name
     for name in full_names:
-        if not swarm.secret_exists(name):
+        if name not in present:
             created[name] = generate()
             swarm.create_secret(name, created[name], labels)
     return created

@@ -11,7 +11,10 @@ import base64
 import datetime as dt
 import io
 import json
+import os
+import signal
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
@@ -60,6 +63,7 @@ class ServiceState:
     update_started: dt.datetime | None
     update_message: str | None
     spec: LiveSpec
+    nodes: tuple[str, ...] = ()  # IDs of the nodes its running tasks are on
 
     @property
     def short(self) -> str:
@@ -105,9 +109,11 @@ class Swarm(Protocol):
     def remove_configs(self, names: list[str]) -> None: ...
 
     def node_labels(self) -> list[dict[str, str]]: ...
+    def this_node(self) -> str: ...
     def label_this_node(self, label: str) -> None: ...
     def remove_node_labels(self, starting: str) -> None: ...
     def node_memory(self) -> list[int]: ...
+    def node_names(self) -> dict[str, str]: ...
 
     def image_exists(self, ref: str) -> bool: ...
     def build(self, ref: str, context: Path, build_args: dict[str, str]) -> None: ...
@@ -120,6 +126,8 @@ class Swarm(Protocol):
     def services(self, stack: str) -> list[ServiceState]: ...
     def remove_services(self, labels: dict[str, str]) -> None: ...
     def rollback(self, service: str) -> None: ...
+    def restart_service(self, service: str) -> None: ...
+    def service_started(self, service: str) -> dt.datetime | None: ...
     def evidence(self, service: str, since: dt.datetime) -> list[str]: ...
     def logs(self, service: str, tail: int) -> str: ...
     def exec_in(self, service: str, argv: list[str]) -> str: ...
@@ -141,6 +149,33 @@ def _time(text: str | None) -> dt.datetime | None:
     if not text:
         return None
     return dt.datetime.fromisoformat(text[:26].rstrip("Z") + "+00:00")
+
+
+def _names(kind: str, filters: list[str], field: str = "{{.Name}}") -> list[str]:
+    """One `docker KIND ls` matching every filter, one field per object: no inspection of each (a CLI call apiece)."""
+    argv = ["docker", kind, "ls", "--format", field, *(f"--filter={f}" for f in filters)]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()
+
+
+def _raw_tasks(service_ids: list[str]) -> dict[str, list[dict]]:
+    """Every task of these services as Docker describes it, newest first per service, in two CLI calls whatever
+    their number (reading each task on its own made a no-op `up` cost ~190 calls, ~37 ms each). A service or
+    task that Swarm removes while it is being read is left out."""
+    ps = ["docker", "service", "ps", "-q", "--no-trunc"]
+    listed = subprocess.run([*ps, *service_ids], capture_output=True, text=True)
+    if listed.returncode == 0:
+        ids = listed.stdout.split()
+    else:  # one of them was removed meanwhile: ask for each, keeping what answers
+        ids = [t for s in service_ids for t in subprocess.run([*ps, s], capture_output=True, text=True).stdout.split()]
+    if not ids:
+        return {}
+    done = subprocess.run(["docker", "inspect", "--type", "task", *dict.fromkeys(ids)], capture_output=True, text=True)
+    oldest = dt.datetime.min.replace(tzinfo=dt.UTC)
+    by_service: dict[str, list[dict]] = {}
+    tasks = json.loads(done.stdout or "[]")
+    for task in sorted(tasks, key=lambda t: _time(t.get("CreatedAt")) or oldest, reverse=True):
+        by_service.setdefault(task["ServiceID"], []).append(task)
+    return by_service
 
 
 @dataclass
@@ -169,12 +204,10 @@ class DockerSwarm:
 
     # --- secrets ---
     def secrets(self, labels: dict[str, str]) -> list[str]:
-        with _quiet():
-            return sorted(s.spec.name for s in docker.secret.list(filters=_label_filter(labels)))
+        return sorted(_names("secret", [f"label={k}={v}" for k, v in labels.items()]))
 
     def secret_exists(self, name: str) -> bool:
-        with _quiet():
-            return any(s.spec.name == name for s in docker.secret.list(filters=[("name", name)]))
+        return name in _names("secret", [f"name={name}"])  # the filter matches names that contain it
 
     def create_secret(self, name: str, value: bytes, labels: dict[str, str]) -> None:
         if self.secret_exists(name):
@@ -199,7 +232,7 @@ class DockerSwarm:
             image,
             ["sleep", str(SECRET_READ_TIMEOUT_S)],
             secrets=[{"source": name, "target": "value"}],
-            constraints=[f"node.id=={self._this_node()}"],
+            constraints=[f"node.id=={self.this_node()}"],
             log_driver="none",
             restart_condition="none",
             labels=labels,
@@ -224,29 +257,32 @@ class DockerSwarm:
     # --- configs ---
     def configs(self, labels: dict[str, str]) -> list[Config]:
         """Configs carrying every one of `labels`."""
-        (key, value), *rest = labels.items()
-        found = self._read_configs(docker.config.list(filters={"label": f"{key}={value}"}))
-        return [c for c in found if all(c.labels.get(k) == v for k, v in rest)]
+        found = self._read_configs([f"label={k}={v}" for k, v in labels.items()])
+        return [c for c in found if all(c.labels.get(k) == v for k, v in labels.items())]
 
     def config(self, name: str) -> Config | None:
-        found = [c for c in self._read_configs(docker.config.list(filters={"name": name})) if c.name == name]
+        found = [c for c in self._read_configs([f"name={name}"]) if c.name == name]
         return found[0] if found else None
 
     @staticmethod
-    def _read_configs(listed: list[object]) -> list[Config]:
-        """The listed configs still there when read: the list is taken before each is inspected, so one that
-        another `up` removed in between (its stale certificate or record) is simply gone, not an error."""
-        read = []
-        for c in listed:
-            try:
-                spec = c.spec  # type: ignore[attr-defined]
-                created = c.created_at  # type: ignore[attr-defined]
-            except DockerException as exc:
-                if "not found" not in str(exc.stderr or ""):
-                    raise
-                continue
-            read.append(Config(spec.name, dict(spec.labels or {}), base64.b64decode(spec.data), created))
-        return read
+    def _read_configs(filters: list[str]) -> list[Config]:
+        """The configs matching every filter, read in one call; the list is taken before they are inspected, so
+        one that another `up` removed in between (its stale certificate or record) is simply gone, not an error."""
+        listed = _names("config", filters, "{{.ID}}")
+        if not listed:
+            return []
+        done = subprocess.run(["docker", "config", "inspect", *listed], capture_output=True, text=True)
+        if done.returncode != 0 and "not found" not in done.stderr:
+            raise DockerException(["docker", "config", "inspect"], done.returncode, stderr=done.stderr.encode())
+        return [
+            Config(
+                raw["Spec"]["Name"],
+                dict(raw["Spec"].get("Labels") or {}),
+                base64.b64decode(raw["Spec"].get("Data", "")),
+                _time(raw["CreatedAt"]) or dt.datetime.min.replace(tzinfo=dt.UTC),
+            )
+            for raw in json.loads(done.stdout or "[]")
+        ]
 
     def create_config(self, name: str, data: bytes, labels: dict[str, str]) -> None:
         try:
@@ -262,7 +298,7 @@ class DockerSwarm:
             docker.config.remove(names)
 
     # --- nodes ---
-    def _this_node(self) -> str:
+    def this_node(self) -> str:
         if self._node_id is None:
             self._node_id = docker.info().swarm.node_id
         return self._node_id
@@ -271,7 +307,7 @@ class DockerSwarm:
         return [dict(node.spec.labels or {}) for node in docker.node.list()]
 
     def label_this_node(self, label: str) -> None:
-        docker.node.update(self._this_node(), labels_add={label: "true"})
+        docker.node.update(self.this_node(), labels_add={label: "true"})
 
     def remove_node_labels(self, starting: str) -> None:
         for node in docker.node.list():
@@ -281,6 +317,12 @@ class DockerSwarm:
 
     def node_memory(self) -> list[int]:
         return [int(node.description.resources.memory_bytes) for node in docker.node.list()]
+
+    def node_names(self) -> dict[str, str]:
+        """Host name by node ID."""
+        listed = subprocess.run(["docker", "node", "ls", "--format", "{{.ID}} {{.Hostname}}"], capture_output=True,
+                                text=True, check=True).stdout  # fmt: skip
+        return dict(line.split(" ", 1) for line in listed.splitlines() if " " in line)
 
     # --- images ---
     def image_exists(self, ref: str) -> bool:
@@ -316,36 +358,33 @@ class DockerSwarm:
             docker.volume.remove(stale)
 
     def services(self, stack: str) -> list[ServiceState]:
-        listed = docker.service.list(filters=[("label", f"{NAMESPACE_LABEL}={stack}")])
+        listed = _names("service", [f"label={NAMESPACE_LABEL}={stack}"], "{{.ID}}")
         if not listed:
             return []
         # the raw inspection: python-on-whales' models leave out ports and secrets
-        done = subprocess.run(["docker", "service", "inspect", *(s.id for s in listed)], capture_output=True, text=True)
-        found = []
-        for raw in json.loads(done.stdout or "[]"):  # a service removed meanwhile is left out
-            try:
-                found.append(self._state(raw, stack))
-            except DockerException:
-                continue
-        return sorted(found, key=lambda s: s.name)
+        done = subprocess.run(["docker", "service", "inspect", *listed], capture_output=True, text=True)
+        raws = json.loads(done.stdout or "[]")  # a service removed meanwhile is left out
+        tasks = _raw_tasks([raw["ID"] for raw in raws])
+        return sorted((self._state(raw, stack, tasks.get(raw["ID"], [])) for raw in raws), key=lambda s: s.name)
 
-    def _state(self, raw: dict, stack: str) -> ServiceState:
+    @staticmethod
+    def _state(raw: dict, stack: str, tasks: list[dict]) -> ServiceState:
         spec = raw["Spec"]
         mode = spec.get("Mode", {})
         job = "ReplicatedJob" in mode or "GlobalJob" in mode
         replicated = mode.get("Replicated")
-        tasks = self._tasks(raw["ID"])
         update = raw.get("UpdateStatus") or {}
         container = spec["TaskTemplate"]["ContainerSpec"]
         ports = raw.get("Endpoint", {}).get("Spec", {}).get("Ports", [])
         replicas = int(replicated.get("Replicas", 1)) if replicated is not None else None
+        running = [t for t in tasks if t["DesiredState"] == "running" and t["Status"]["State"] == "running"]
         return ServiceState(
             name=spec["Name"],
             stack=stack,
             job=job,
             replicas=replicas,
-            running=sum(1 for t in tasks if t.desired_state == "running" and t.status.state == "running"),
-            job_state=tasks[0].status.state if job and tasks else None,
+            running=len(running),
+            job_state=tasks[0]["Status"]["State"] if job and tasks else None,
             update_state=update.get("State"),
             update_started=_time(update.get("StartedAt")),
             update_message=update.get("Message"),
@@ -361,6 +400,7 @@ class DockerSwarm:
                     )
                 ),
             ),
+            nodes=tuple(sorted({t["NodeID"] for t in running if t.get("NodeID")})),
         )
 
     @staticmethod
@@ -381,6 +421,18 @@ class DockerSwarm:
 
     def rollback(self, service: str) -> None:
         subprocess.run(["docker", "service", "rollback", "--detach", service], check=True, capture_output=True)
+
+    def restart_service(self, service: str) -> None:
+        """Replace the service's tasks with the same spec (`--force`): a fresh start, e.g. a new ACME attempt."""
+        subprocess.run(["docker", "service", "update", "--force", "--detach", service], check=True, capture_output=True)
+
+    def service_started(self, service: str) -> dt.datetime | None:
+        """When the service's newest task was created; None if it has none (or no such service)."""
+        try:
+            tasks = self._tasks(service)
+        except DockerException:
+            return None
+        return tasks[0].created_at if tasks else None
 
     def evidence(self, service: str, since: dt.datetime) -> list[str]:
         """What a person needs to see why a service did not converge: tasks this run started that are not
@@ -442,13 +494,204 @@ class DockerSwarm:
 
     def run_check(self, image: str, command: list[str], mounts: list[Mount]) -> None:
         """Run to its end and raise with its output (`docker run` would pass stderr, where tools like `nginx -t`
-        say what is wrong, to our terminal instead of into the error)."""
-        container = docker.container.create(
-            image, command, volumes=[(m.source.resolve(), m.target, "ro") for m in mounts], networks=["none"]
-        )
+        say what is wrong, to our terminal instead of into the error). The files are copied in, not bind-mounted:
+        the engine may be a remote one (DOCKER_HOST=ssh://...), which cannot see this machine's files."""
+        container = docker.container.create(image, command, networks=["none"])
         try:
+            copy = ["docker", "cp", "-", f"{container.id}:/"]
+            subprocess.run(copy, input=_tar(mounts), capture_output=True, check=True, timeout=SERVICE_LOGS_TIMEOUT_S)
             docker.container.start(container)
             if docker.container.wait(container) != 0:
                 raise CheckFailed(docker.container.logs(container).strip())
         finally:
             docker.container.remove(container, force=True)
+
+
+def _tar(mounts: list[Mount]) -> bytes:
+    """The files as a tar archive with their paths in the container (missing folders are made on extraction)."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for mount in mounts:
+            data = mount.source.read_bytes()
+            info = tarfile.TarInfo(mount.target.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return archive.getvalue()
+
+
+# --- the engines of single hosts, for forming a swarm (`deploy.py nodes`) ---
+
+ENGINE_TIMEOUT_S = 60
+PROBE_TIMEOUT_S = 20  # a host whose engine does not answer `docker info` in this time counts as unreachable
+IMAGE_COPY_TIMEOUT_S = 1800  # every image of the platform (a few GB) from one engine to another, over SSH
+
+
+class EngineError(Exception):
+    """A host's engine could not be reached or refused a command; str() says why (never a join token)."""
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What a host's own engine says about its swarm membership."""
+
+    swarm: str  # "inactive", "pending", "active", "error", "locked"
+    node_id: str | None
+    cluster_id: str | None
+    manager: bool  # it can answer for the swarm (a reachable manager)
+
+
+@dataclass(frozen=True)
+class NodeState:
+    id: str
+    hostname: str
+    address: str
+    role: str  # "manager" | "worker"
+    status: str  # "ready", "down", "unknown", "disconnected"
+    availability: str  # "active", "pause", "drain"
+    labels: dict[str, str]
+
+
+class Engine(Protocol):
+    """One host's Docker engine (reached over SSH): what forming a swarm and filling its nodes with images need."""
+
+    def state(self) -> EngineState: ...
+    def init(self, address: str) -> None: ...
+    def join_token(self, role: str) -> str: ...
+    def join(self, token: str, manager: str, address: str) -> None: ...
+    def nodes(self) -> list[NodeState]: ...
+    def update_node(self, node_id: str, labels: dict[str, str], role: str | None) -> None: ...
+    def images(self) -> set[str]: ...
+    def service_images(self, name_prefix: str) -> set[str]: ...
+    def load_from(self, refs: list[str], source: str | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class RemoteEngine:
+    """The engine at `url` (e.g. ssh://root@10.0.0.5) through the docker CLI, each call bounded in time.
+
+    Plain subprocess, not python-on-whales: its errors carry the whole command line, and `swarm join`'s holds the
+    token; here a failure reports the engine's answer only.
+    """
+
+    url: str
+
+    def _docker(self, *argv: str, secret: str | None = None, timeout: float = ENGINE_TIMEOUT_S) -> str:
+        # its own process group: on a timeout the ssh that the docker CLI started goes too (it holds the pipes)
+        process = subprocess.Popen(
+            ["docker", "--host", self.url, *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise EngineError(f"no answer from {self.url} within {timeout:.0f} s") from None
+        if process.returncode != 0:
+            message = (stderr or stdout).strip().splitlines()
+            text = message[-1] if message else f"exit status {process.returncode}"
+            raise EngineError(text.replace(secret, "***") if secret else text)
+        return stdout.strip()
+
+    def state(self) -> EngineState:
+        info = json.loads(self._docker("info", "--format", "{{json .Swarm}}", timeout=PROBE_TIMEOUT_S))
+        return EngineState(
+            swarm=info.get("LocalNodeState") or "inactive",
+            node_id=info.get("NodeID") or None,
+            cluster_id=(info.get("Cluster") or {}).get("ID") or None,
+            manager=bool(info.get("ControlAvailable")),
+        )
+
+    def init(self, address: str) -> None:
+        self._docker(*_init_args(address))
+
+    def join_token(self, role: str) -> str:
+        return self._docker("swarm", "join-token", "--quiet", role)
+
+    def join(self, token: str, manager: str, address: str) -> None:
+        self._docker(*_join_args(token, manager, address), secret=token)
+
+    def nodes(self) -> list[NodeState]:
+        ids = self._docker("node", "ls", "--quiet").split()
+        return [_node_state(raw) for raw in json.loads(self._docker("node", "inspect", *ids))] if ids else []
+
+    def update_node(self, node_id: str, labels: dict[str, str], role: str | None) -> None:
+        argv = [arg for key, value in labels.items() for arg in ("--label-add", f"{key}={value}")]
+        if role is not None:
+            argv += ["--role", role]
+        self._docker("node", "update", *argv, node_id)
+
+    def images(self) -> set[str]:
+        """The `repository:tag` of every image this engine holds."""
+        return set(self._docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}").split())
+
+    def service_images(self, name_prefix: str) -> set[str]:
+        """The images the services whose names start with `name_prefix` run (without the digest Swarm pins)."""
+        listed = self._docker("service", "ls", "--filter", f"name={name_prefix}", "--format", "{{.Image}}")
+        return {image.split("@")[0] for image in listed.split()}
+
+    def load_from(self, refs: list[str], source: str | None) -> None:
+        copy_images(refs, source, self.url)
+
+
+def copy_images(refs: list[str], source: str | None, target: str, timeout: float = IMAGE_COPY_TIMEOUT_S) -> None:
+    """`docker save` on the engine at `source` (None: DOCKER_HOST's, as DockerSwarm's) piped into `docker load` at
+    `target`: one stream, so layers the images share travel once. Both ends bounded together; EngineError says
+    which end failed and why."""
+    saver = ["docker", *(["--host", source] if source else []), "save", *refs]
+    save = subprocess.Popen(saver, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    load = subprocess.Popen(
+        ["docker", "--host", target, "load", "--quiet"],
+        stdin=save.stdout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert save.stdout is not None
+    save.stdout.close()  # the loader holds the pipe now: a loader that dies stops the saver
+    try:
+        _, load_error = load.communicate(timeout=timeout)
+        _, save_error = save.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        for process in (save, load):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+        raise EngineError(f"copying {len(refs)} image(s) to {target} took longer than {timeout:.0f} s") from None
+    for process, error, end in (
+        (save, save_error, f"saving on {source or 'this engine'}"),
+        (load, load_error, f"loading on {target}"),
+    ):
+        if process.returncode != 0:
+            lines = error.decode(errors="replace").strip().splitlines()
+            raise EngineError(f"{end} failed: {lines[-1] if lines else f'exit status {process.returncode}'}")
+
+
+def _init_args(address: str) -> list[str]:
+    """The control plane (2377) and gossip (7946) on the private address only, overlay traffic sent from it (its
+    4789/udp socket is the kernel's, on every interface, whatever the flags: only a firewall closes it)."""
+    return ["swarm", "init", "--advertise-addr", address, "--listen-addr", f"{address}:2377",
+            "--data-path-addr", address]  # fmt: skip
+
+
+def _join_args(token: str, manager: str, address: str) -> list[str]:
+    return ["swarm", "join", "--token", token, "--advertise-addr", address, "--listen-addr", f"{address}:2377",
+            "--data-path-addr", address, f"{manager}:2377"]  # fmt: skip
+
+
+def _node_state(raw: dict) -> NodeState:
+    status, spec = raw.get("Status") or {}, raw.get("Spec") or {}
+    address = status.get("Addr") or ""
+    if address in {"", "0.0.0.0"}:  # a manager may report its control address only
+        address = (raw.get("ManagerStatus") or {}).get("Addr", "").rsplit(":", 1)[0]
+    return NodeState(
+        id=raw["ID"],
+        hostname=(raw.get("Description") or {}).get("Hostname", ""),
+        address=address,
+        role=spec.get("Role", ""),
+        status=status.get("State", "unknown"),
+        availability=spec.get("Availability", ""),
+        labels=dict(spec.get("Labels") or {}),
+    )

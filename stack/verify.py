@@ -7,7 +7,9 @@ Swarm itself rolls a failed update back (update_config.failure_action), so the o
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
+from urllib.parse import urlsplit
 
 from stack.config import Settings
 from stack.http import get
@@ -63,15 +65,24 @@ def explain(swarm: Swarm, service: ServiceState, since: dt.datetime) -> str:
     return "\n".join(lines)
 
 
+def entrance_address(settings: Settings) -> str:
+    """Where the entrance answers: as configured, else the manager that DOCKER_HOST=ssh://... names, else here."""
+    if settings.entrance_address:
+        return settings.entrance_address
+    engine = urlsplit(os.environ.get("DOCKER_HOST", ""))
+    return engine.hostname if engine.scheme == "ssh" and engine.hostname else "127.0.0.1"
+
+
 def wait_routes(settings: Settings, checks: list[tuple[str, str]], cafile: str | None, timeout_s: float) -> None:
-    """Wait until each (host, path) answers through the entrance on 127.0.0.1 with a status below 500."""
+    """Wait until each (host, path) answers through the entrance with a status below 500."""
+    address = entrance_address(settings)
     deadline = time.monotonic() + timeout_s
     pending = list(checks)
     last: dict[tuple[str, str], str] = {}
     while pending:
         for check in list(pending):
             try:
-                status = get(check[0], settings.https_port, check[1], cafile=cafile, timeout=3).status
+                status = get(check[0], settings.https_port, check[1], cafile=cafile, timeout=3, address=address).status
             except OSError as exc:
                 last[check] = str(exc)
                 continue
@@ -80,7 +91,7 @@ def wait_routes(settings: Settings, checks: list[tuple[str, str]], cafile: str |
                 pending.remove(check)
         if pending and time.monotonic() > deadline:
             raise DeployError(
-                "no answer through the entrance:\n"
+                f"no answer through the entrance at {address}:\n"
                 + "\n".join(f"  {settings.url(h).rstrip('/')}{p}: {last.get((h, p))}" for h, p in pending)
             )
         if pending:

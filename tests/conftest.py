@@ -17,3 +17,16 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def pytest_report_header() -> str:
+    """Say at the top of every run whether the terraform checks can run: no registry here has the binary."""
+    import shutil
+
+    if shutil.which("terraform"):
+        return f"terraform: {shutil.which('terraform')}"
+    return (
+        "terraform: NOT INSTALLED — the checks that need it (tests/integration/test_terraform.py: fmt, and the "
+        "cloud-init module's init/validate/apply + schema check; tests/nodes/test_user_data.py: its user data booted "
+        "on a simulated host) are skipped; install Terraform >= 1.5 to run them"
+    )

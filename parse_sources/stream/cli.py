@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sink.add_argument("--dsn", default="", help="libpq connection string (default: PG* environment variables)")
     sink.add_argument("--dead-letter-table", help="default: <table>_dead_letters")
     sink.add_argument("--schema", type=Path, help='JSON file {"column": "postgres type", ...} to create the table')
+    sink.add_argument(
+        "--view", help="also publish the table as this view (schema.table, e.g. consumption.events), kept in step"
+    )
     sink.add_argument("--batch-size", type=int, default=10_000)
     sink.add_argument("--max-wait", type=float, default=0.25, help="seconds a batch may wait to fill (0.25)")
     sink.add_argument("--alive-file", type=Path, help="touched every loop, for health checks")
@@ -122,6 +125,7 @@ def _sink(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_wait=args.max_wait,
         alive_file=args.alive_file,
+        view=Table.parse(args.view) if args.view else None,
     )
     run_sink(config)
     return 0

@@ -43,6 +43,7 @@ class SinkConfig:
     max_wait: float = 0.25  # seconds a batch waits to fill up: the floor of the sink's latency
     alive_file: Path | None = None  # touched every loop, for a container health check
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
+    view: Table | None = None  # the table published as a view elsewhere, e.g. consumption.<table>
 
     @property
     def dead_letters(self) -> Table:
@@ -93,7 +94,7 @@ def run_sink(config: SinkConfig, stop: threading.Event | None = None, stats: Sin
     # consuming thread decodes: at the default 5 ms switch interval that was a third of the writer's time.
     sys.setswitchinterval(min(sys.getswitchinterval(), WRITER_GIL_WAIT_S))
     conn = connect(config.dsn)
-    writer = TableWriter(conn, config.table, config.topic, config.dead_letters, config.declared)
+    writer = TableWriter(conn, config.table, config.topic, config.dead_letters, config.declared, config.view)
     writer.setup()
     consumer = Consumer(consumer_config(config))
     in_flight: list[Future[BatchResult]] = []

@@ -53,10 +53,17 @@ class TableWriter:
     """Writes batches of one topic into one table, creating and widening the table as records require."""
 
     def __init__(
-        self, conn: psycopg.Connection[Any], table: Table, topic: str, dead_letters: Table, declared: Schema
+        self,
+        conn: psycopg.Connection[Any],
+        table: Table,
+        topic: str,
+        dead_letters: Table,
+        declared: Schema,
+        view: Table | None = None,
     ) -> None:
         self.conn = conn
         self.table = table
+        self.view = view  # published as `SELECT *` of the table, e.g. in consumption, kept in step with its columns
         self.topic = topic
         self.offsets = OffsetStore(conn, table, topic)
         self.dead_letters = DeadLetterTable(conn, dead_letters)
@@ -75,7 +82,7 @@ class TableWriter:
             self.offsets.create()
             self.dead_letters.create()
             if self._declared:
-                self._columns = schema.evolve(self.conn, self.table, META | self._declared, KEY)
+                self._columns = self._evolve(META | self._declared)
 
     def write(self, batch: staging.Batch) -> BatchResult:
         """Land the batch's messages exactly once, or raise with nothing written."""
@@ -136,7 +143,7 @@ class TableWriter:
         needed = schema.infer_schema((row.record for row in rows.values()), self._columns or META)
         if needed != self._columns or self._upsert_statement is None:
             self._lock_ddl()
-            self._columns = schema.evolve(self.conn, self.table, META | needed, KEY)
+            self._columns = self._evolve(META | needed)
             self._insert_statement, self._upsert_statement = self._insert_sql()
         if not self._staged:
             self.conn.execute(
@@ -192,6 +199,27 @@ class TableWriter:
             key=sql.Identifier(KEY), updates=sql.SQL(", ").join(updates)
         )
         return insert, insert + on_conflict
+
+    def _evolve(self, needed: Schema) -> Schema:
+        """The table made to hold `needed`, and its view published again when the columns changed. Postgres will
+        not change the type of a column a view reads, so a widening drops the view first: in this transaction,
+        readers see the old view until it commits."""
+        if self.view is None:
+            return schema.evolve(self.conn, self.table, needed, KEY)
+        try:
+            with self.conn.transaction():
+                columns = schema.evolve(self.conn, self.table, needed, KEY)
+        except psycopg.errors.FeatureNotSupported:  # "cannot alter type of a column used by a view"
+            self.conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(self.view.identifier))
+            columns = schema.evolve(self.conn, self.table, needed, KEY)
+        if schema.read_schema(self.conn, self.view) != columns:
+            self.conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.view.schema)))
+            self.conn.execute(
+                sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT * FROM {}").format(
+                    self.view.identifier, self.table.identifier
+                )
+            )
+        return columns
 
     def _lock_ddl(self) -> None:
         """Serialise DDL on this table among replicas (transaction-scoped), so they never race to create a column."""

@@ -18,7 +18,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_connections: int = Field(
-        default=100, ge=20, le=5000, description="the server's max_connections; components' budgets must fit"
+        default=150, ge=20, le=5000, description="the server's max_connections; components' budgets must fit"
     )
 
 

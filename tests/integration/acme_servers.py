@@ -73,8 +73,9 @@ def running(argv: list[str], log: Path, port: int, env: dict[str, str] | None = 
             process.wait(timeout=10)
 
 
-def listener_certificate(directory: Path) -> tuple[Path, Path]:
-    """Debian's pebble ships no certificate for its own HTTPS listener: a self-signed one for 127.0.0.1."""
+def listener_certificate(directory: Path, host: str = "localhost") -> tuple[Path, Path]:
+    """Debian's pebble ships no certificate for its own HTTPS listener: a self-signed one for `host` and 127.0.0.1
+    (the key is a throwaway test key, readable by a pebble running in a container)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pebble listener")])
     now = dt.datetime.now(dt.UTC)
@@ -87,7 +88,7 @@ def listener_certificate(directory: Path) -> tuple[Path, Path]:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=2))
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName([x509.DNSName(host), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -98,6 +99,7 @@ def listener_certificate(directory: Path) -> tuple[Path, Path]:
     key_path.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
+    key_path.chmod(0o644)
     return cert_path, key_path
 
 

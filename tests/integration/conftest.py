@@ -27,6 +27,8 @@ from db_connect.settings import Settings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 INIT_SH = Path(__file__).resolve().parents[2] / "stack/postgres/init.sh"
+# checkov and gitlab-ci-local, installed by scripts/test.sh outside the repository, so a fresh clone reuses them
+TOOLS = Path(os.environ.get("SAWMILL_TOOLS", Path.home() / ".cache" / "sawmill" / "tools"))
 SUPERUSER = "postgres"
 SUPERUSER_PASSWORD = "integration-superuser"
 

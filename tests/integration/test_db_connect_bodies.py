@@ -165,3 +165,46 @@ def test_a_refused_body_leaves_a_kept_alive_connection_usable(api: tuple[str, in
         assert response_of(sock)[0] == 413
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: api\r\n\r\n")
         assert response_of(sock)[0] == 200
+
+
+def test_json_bodies_beyond_the_process_budget_wait_their_turn_with_503_and_the_others_go_on(
+    warehouse: DbConnectWarehouse,
+) -> None:
+    """A JSON body is parsed whole (~13 times its size in memory): a few large ones at once could get a replica
+    killed for memory. Two bodies of 12 KiB fit a 32 KiB budget; a third, meanwhile, is told to retry."""
+    warehouse.execute("TRUNCATE consumption.uploads")
+    settings = Settings(
+        **warehouse.environment(), max_json_body_bytes=JSON_LIMIT, json_bodies_in_flight_bytes=2 * JSON_LIMIT
+    )
+    opening = '[{{"id": {id}, "name": "' + "x" * 12_000
+    with served(settings) as address:
+        holding = [socket.create_connection(address, timeout=10) for _ in range(2)]
+        try:
+            for number, upload in enumerate(holding):
+                upload.sendall(request_head("POST", "/consumption/uploads", "application/json"))
+                upload.sendall(chunk(opening.format(id=number).encode()))
+            time.sleep(0.3)  # both bodies are being read, holding their share
+            with socket.create_connection(address, timeout=10) as third:
+                third.sendall(request_head("POST", "/consumption/uploads", "application/json", "close"))
+                third.sendall(chunk(opening.format(id=2).encode()) + chunk(b'"}]') + b"0\r\n\r\n")
+                status, body = response_of(third)
+            assert status == 503
+            assert httpx.Response(503, content=body).json()["code"] == "too_many_uploads"
+            for upload in holding:
+                upload.sendall(chunk(b'"}]') + b"0\r\n\r\n")
+            assert [response_of(upload)[0] for upload in holding] == [201, 201]
+        finally:
+            for upload in holding:
+                upload.close()
+        retried = httpx.post(
+            f"http://{address[0]}:{address[1]}/consumption/uploads",
+            json=[{"id": 2, "name": "x" * 12_000}],
+            headers={"Authorization": f"Bearer {WRITER}"},
+        )
+        assert retried.status_code == 201, "the budget is given back when a request ends"
+    assert warehouse.execute("SELECT count(*) FROM consumption.uploads") == [(3,)]
+
+
+def test_a_budget_smaller_than_one_body_is_a_configuration_error(warehouse: DbConnectWarehouse) -> None:
+    with pytest.raises(ValueError, match=r"JSON_BODIES_IN_FLIGHT_BYTES .* must be at least MAX_JSON_BODY_BYTES"):
+        Settings(**warehouse.environment(), max_json_body_bytes=JSON_LIMIT, json_bodies_in_flight_bytes=JSON_LIMIT - 1)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from parse_sources.schema import Table
 from tests.integration.conftest import KafkaBroker, PostgresServer, writer_database
 from tests.integration.kafka_support import (
     SinkThread,
@@ -186,6 +187,30 @@ def test_the_table_is_created_from_the_records_and_widened_as_new_fields_and_val
     }
     rows = postgres.execute(f"SELECT _kafka_key, amount, note_text, tags FROM raw.{topic} ORDER BY 1", dbname=database)
     assert rows == [("a", 11.0, None, None), ("b", 2.5, "new field", None), ("c", 7.0, None, ["x", "y"])]
+
+
+def test_a_published_view_follows_the_table_through_new_columns_and_widened_types(
+    kafka: KafkaBroker, postgres: PostgresServer, database: str
+) -> None:
+    """Postgres will not widen a column a view reads: the sink drops and re-makes the view in the same transaction."""
+    topic = kafka.create_topic(unique("published"))
+    view = Table("consumption", topic)
+    produce(kafka.bootstrap_servers, topic, [("a", {"id": 1, "amount": 10})])
+    sink = SinkThread(sink_config(kafka, postgres, database, topic, view=view))
+    assert wait_until(lambda: table_exists(postgres, database, str(view)), timeout=30)
+    produce(kafka.bootstrap_servers, topic, [("b", {"id": 2, "amount": 2.5, "note": "new field"})])  # int → double
+    assert wait_until(lambda: count(postgres, database, str(view)) == 2, timeout=30)
+    sink.join()
+
+    def columns(schema: str) -> dict[str, str]:
+        query = "SELECT column_name, data_type FROM information_schema.columns"
+        query += " WHERE table_schema = %s AND table_name = %s"
+        return dict(postgres.execute(query, (schema, topic), dbname=database))
+
+    assert columns("consumption") == columns("raw")
+    assert columns("consumption")["amount"] == "double precision" and "note" in columns("consumption")
+    rows = postgres.execute(f"SELECT _kafka_key, amount, note FROM {view} ORDER BY 1", dbname=database)
+    assert rows == [("a", 10.0, None), ("b", 2.5, "new field")]
 
 
 def test_values_that_a_declared_column_rejects_become_dead_letters_one_by_one(

@@ -8,6 +8,7 @@ changes something is appended to `calls`, so tests read what the engine did as d
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,6 +36,8 @@ class FakeSwarm:
     stuck: set[str] = field(default_factory=set)  # short service names that never get a running task
     check_refuses: str | None = None  # output of a refusing run_check
     calls: list[tuple] = field(default_factory=list)
+    started: dict[str, dt.datetime] = field(default_factory=dict)  # full service name -> its newest task's start
+    on_start: dict[str, Callable[[], None]] = field(default_factory=dict)  # short service name -> what its task does
 
     # --- networks ---
     def network_exists(self, name: str) -> bool:
@@ -92,6 +95,9 @@ class FakeSwarm:
     def node_labels(self) -> list[dict[str, str]]:
         return self.nodes
 
+    def this_node(self) -> str:
+        return "node-0"
+
     def label_this_node(self, label: str) -> None:
         self.calls.append(("label_node", label))
         self.nodes[0][label] = "true"
@@ -103,6 +109,9 @@ class FakeSwarm:
 
     def node_memory(self) -> list[int]:
         return self.memory
+
+    def node_names(self) -> dict[str, str]:
+        return {f"node-{i}": f"host-{i}" for i in range(len(self.nodes))}
 
     # --- images ---
     def image_exists(self, ref: str) -> bool:
@@ -119,6 +128,7 @@ class FakeSwarm:
     # --- stacks ---
     def deploy_stack(self, name: str, stack_file: Path) -> None:
         self.calls.append(("deploy_stack", name))
+        before = _now()
         rendered = yaml.safe_load(stack_file.read_text())
         secret_names = {k: (v or {}).get("name", k) for k, v in rendered.get("secrets", {}).items()}
         for config in rendered.get("configs", {}).values():
@@ -161,11 +171,17 @@ class FakeSwarm:
                 update_started=_now() if old is not None else None,
                 update_message=None,
                 spec=spec,
+                nodes=() if short in self.stuck or job else ("node-0",),
             )
             if old is not None:
                 self.previous[full] = old
             services[full] = state
+            self.started[full] = _now()
         self.stacks[name] = services
+        for full in services:
+            short = full.removeprefix(f"{name}_")
+            if short in self.on_start and self.started.get(full, dt.datetime.min.replace(tzinfo=dt.UTC)) > before:
+                self.on_start[short]()
 
     def remove_stack(self, name: str) -> None:
         self.calls.append(("remove_stack", name))
@@ -182,6 +198,16 @@ class FakeSwarm:
 
     def remove_services(self, labels: dict[str, str]) -> None:
         pass
+
+    def restart_service(self, service: str) -> None:
+        self.calls.append(("restart_service", service))
+        self.started[service] = _now()
+        short = service.split("_")[-1]
+        if short in self.on_start:
+            self.on_start[short]()
+
+    def service_started(self, service: str) -> dt.datetime | None:
+        return self.started.get(service)
 
     def rollback(self, service: str) -> None:
         self.calls.append(("rollback", service))

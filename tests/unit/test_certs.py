@@ -23,7 +23,14 @@ def test_issued_certificate_names_every_host_and_chains_to_the_ca() -> None:
 
 def test_certificate_names_depend_only_on_the_host_names(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = certs.tls_names(load_settings(), None)
-    assert first.hosts == ("api.localhost", "kafka.localhost", "localhost", "presto.localhost", "schedule.localhost")
+    assert first.hosts == (
+        "api.localhost",
+        "bi.localhost",
+        "kafka.localhost",
+        "localhost",
+        "presto.localhost",
+        "schedule.localhost",
+    )
     assert first == certs.tls_names(load_settings(), None)
     monkeypatch.setenv("SAWMILL_DOMAIN", "example.org")
     other = certs.tls_names(load_settings(), None)

@@ -99,3 +99,19 @@ def test_a_secret_is_printed_with_a_newline(
     monkeypatch.setattr(cli.images, "ensure", lambda *_: None)
     assert cli.main(["secrets", "show", "db_connect_api_key"]) == 0
     assert capsys.readouterr().out == "abc\n"
+
+
+def test_ctrl_c_during_up_releases_the_lock_and_says_how_to_finish(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    swarm = FakeSwarm()
+    monkeypatch.setattr(cli, "connect", lambda: swarm)
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.apply, "apply", interrupted)
+    assert cli.main(["up"]) == 130
+    said = capsys.readouterr().err
+    assert "Traceback" not in said and "interrupted" in said and "`deploy.py up` again" in said
+    assert not swarm.configs({"sawmill.lock": "1"}), "the deploy lock is left behind"

@@ -24,6 +24,7 @@ def test_zero_config_is_the_local_platform(isolated_env: Path) -> None:
         "kafka": "kafka.localhost",
         "airflow": "schedule.localhost",
         "presto": "presto.localhost",
+        "bi": "bi.localhost",
         "webserver": "localhost",
     }
     assert settings.url("api.localhost") == "https://api.localhost/"

@@ -3,12 +3,15 @@ update, skip, roll back and report, as data (the e2e tests run the same code on 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
 
-from stack import apply, cli, components, drift, images, lock, plan, status, teardown
+from stack import apply, certs, cli, components, drift, images, lock, plan, status, teardown
 from stack.config import ConfigError, load_settings
 from stack.verify import DeployError
 from tests.unit.fake_swarm import FakeSwarm
@@ -146,21 +149,146 @@ def test_a_memory_limit_no_node_has_is_refused_before_anything_changes(swarm: Fa
     assert swarm.calls == []
 
 
-def test_acme_certificates_are_refused_by_up_before_anything_changes(swarm: FakeSwarm) -> None:
-    with pytest.raises(DeployError, match=r"certificates = 'acme': .* `up` cannot yet run certbot on the swarm"):
-        up(swarm, domain="example.com", email="ops@example.com", certificates="acme")
+def test_a_swarm_of_several_nodes_without_the_hosts_list_is_refused_before_anything_changes(
+    swarm: FakeSwarm,
+) -> None:
+    swarm.nodes = [{}, {}, {}]
+    with pytest.raises(DeployError, match=r"this swarm has 3 nodes.*--hosts hosts.json"):
+        up(swarm)
     assert swarm.calls == []
 
 
-def test_plan_shows_acme_certificates_as_what_up_cannot_do_yet(
+def test_the_images_built_here_are_shipped_to_the_other_nodes_before_any_stack_deploys(swarm: FakeSwarm) -> None:
+    swarm.nodes = [{}, {}]
+    shipped: list[list[str]] = []
+    the_plan = plan.make_plan(load_settings())
+    apply.apply(swarm, the_plan, the_plan.settings.components, no_route_check, poll_s=0.001,
+                ship=lambda refs: shipped.append((refs, list(swarm.made("deploy_stack")))))  # fmt: skip
+    local = {r.ref for cp in the_plan.components for r in cp.images if r.local_build}
+    [(refs, deployed_then)] = shipped
+    assert set(refs) == local and deployed_then == []
+    assert not any(r.startswith(images.BASE_IMAGE) for r in refs)  # parents travel inside their children
+
+
+ACME = {"domain": "example.com", "email": "ops@example.com", "certificates": "acme", "components": ["webserver"]}
+
+
+def stack_file(component: str) -> dict:
+    """The stack file `up` rendered last (in the isolated working directory's build/)."""
+    return yaml.safe_load((Path("build") / component / "stack.yml").read_text())
+
+
+def up_acme(swarm: FakeSwarm, **settings: object) -> list[str]:
+    """`up` as the CLI runs it in acme mode: rendering the pair the ACME service stored last."""
+    loaded = load_settings(**(ACME | settings))
+    the_plan = plan.make_plan(loaded, certs.current_acme(swarm, loaded.prefix))
+    swarm.images |= {r.ref for cp in the_plan.components for r in images.with_parents(list(cp.images)) if r.ref}
+    return apply.apply(swarm, the_plan, the_plan.settings.components, no_route_check, poll_s=0.001)
+
+
+def acme_service_issues(swarm: FakeSwarm, names: tuple[str, ...] = ("example.com",)) -> None:
+    """What the ACME service does after a successful order: a labelled pair, then its status."""
+    key, ca = certs.new_ca("pebble")
+    leaf_key, leaf = certs.issue(names, key, ca)
+    chain = leaf.public_bytes(serialization.Encoding.PEM)
+    pair = certs.pair_names("sawmill", names, certs.chain_digest(chain))
+    labels = {"sawmill.prefix": "sawmill", certs.ACME_LABEL: "certificate"}
+    swarm.create_secret(pair.key_secret, certs.key_pem(leaf_key), labels)
+    swarm.create_config(pair.crt_config, chain, labels)
+    status = certs.AcmeStatus(at="now", ok=True, message="", names=names, issuer="CN=pebble", not_after="2031")
+    swarm.create_config(
+        f"sawmill_acme_status_{len(swarm.calls)}", status.to_json(), labels | {certs.ACME_LABEL: "status"}
+    )
+
+
+def acme_service_fails(swarm: FakeSwarm, message: str) -> None:
+    labels = {"sawmill.prefix": "sawmill", certs.ACME_LABEL: "status"}
+    status = certs.AcmeStatus(at="now", ok=False, message=message, names=("example.com",))
+    swarm.create_config(f"sawmill_acme_status_{len(swarm.calls)}", status.to_json(), labels)
+
+
+def test_acme_starts_on_a_placeholder_waits_for_the_first_certificate_then_renders_it(
+    swarm: FakeSwarm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    swarm.on_start["acme"] = lambda: acme_service_issues(swarm)
+    up_acme(swarm)
+    said = capsys.readouterr().err
+    assert "certificate for example.com from CN=pebble" in said
+    placeholder = certs.tls_names(load_settings(**ACME), None).key_secret
+    assert placeholder in swarm.made("create_secret"), "nginx first starts on a placeholder from the local CA"
+    assert placeholder not in swarm.secret_values, "and it goes once the ACME pair serves"
+    current = certs.current_acme(swarm, "sawmill")
+    assert current is not None
+    # a later `up` renders the ACME pair (never rolling a renewal back) and asks the CA nothing
+    swarm.calls.clear()
+    up_acme(swarm)
+    nginx = stack_file("webserver")["services"]["nginx"]
+    assert [s["source"] for s in nginx["secrets"]] == [f"sawmill_tls_key_{current}"]
+    assert "restart_service" not in {c[0] for c in swarm.calls}
+    swarm.calls.clear()
+    assert up_acme(swarm) == [], "a no-op `up` stays a no-op"
+
+
+def test_an_up_after_the_acme_service_renewed_touches_nothing_and_keeps_the_renewal(swarm: FakeSwarm) -> None:
+    swarm.on_start["acme"] = lambda: acme_service_issues(swarm)
+    up_acme(swarm)
+    up_acme(swarm)  # as the CLI does once the first certificate serves: the landing page without "pending"
+    acme_service_issues(swarm)  # a renewal: a new pair, and nginx updated to it through the Docker API
+    renewed = certs.current_acme(swarm, "sawmill")
+    nginx = swarm.stacks["sawmill_webserver"]["sawmill_webserver_nginx"]
+    renewed_spec = dataclasses.replace(nginx.spec, secrets=(f"sawmill_tls_key_{renewed}",))
+    swarm.stacks["sawmill_webserver"]["sawmill_webserver_nginx"] = dataclasses.replace(nginx, spec=renewed_spec)
+    swarm.calls.clear()
+    assert up_acme(swarm) == []
+    assert "deploy_stack" not in {c[0] for c in swarm.calls}
+    assert certs.current_acme(swarm, "sawmill") == renewed
+
+
+def test_acme_failure_keeps_the_placeholder_serving_and_up_says_why(swarm: FakeSwarm) -> None:
+    swarm.on_start["acme"] = lambda: acme_service_fails(swarm, "example.com: does not resolve; add an A record")
+    with pytest.raises(DeployError, match=r"could not obtain a certificate:\nexample.com: does not resolve") as e:
+        up_acme(swarm)
+    assert "placeholder from the local CA" in str(e.value) and "certificates are pending" in str(e.value)
+    assert certs.tls_names(load_settings(**ACME), None).key_secret in swarm.secret_values
+
+
+def test_after_a_failed_attempt_up_asks_the_acme_service_for_a_new_one(swarm: FakeSwarm) -> None:
+    swarm.on_start["acme"] = lambda: acme_service_issues(swarm)
+    up_acme(swarm)
+    serving = certs.current_acme(swarm, "sawmill")
+    swarm.on_start["acme"] = lambda: acme_service_fails(swarm, "certbot: connection refused")
+    swarm.restart_service("sawmill_webserver_acme")  # its scheduled attempt failed: the CA is down
+    with pytest.raises(DeployError, match=r"connection refused\nnginx keeps serving the previous certificate"):
+        up_acme(swarm)
+    assert swarm.made("restart_service")[-1] == "sawmill_webserver_acme"
+    assert certs.current_acme(swarm, "sawmill") == serving
+
+
+def test_acme_dns_01_is_refused_on_the_swarm_before_anything_changes(swarm: FakeSwarm) -> None:
+    with pytest.raises(DeployError, match=r"dns-01': the swarm's ACME service runs HTTP-01 only"):
+        up_acme(swarm, acme={"challenge": "dns-01", "dns_provider": "rfc2136"})
+    assert swarm.calls == []
+
+
+def test_plan_says_nginx_starts_on_a_placeholder_in_acme_mode(
     swarm: FakeSwarm, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(cli, "connect", lambda: swarm)
     for key, value in {"DOMAIN": "example.com", "EMAIL": "ops@example.com", "CERTIFICATES": "acme"}.items():
         monkeypatch.setenv(f"SAWMILL_{key}", value)
     assert cli.main(["plan"]) == 0
-    assert "will be obtained from the ACME CA, which `up` cannot do yet" in capsys.readouterr().out
+    assert "will be a placeholder from the local CA until the ACME service stores" in capsys.readouterr().out
     assert swarm.calls == []
+
+
+def test_status_shows_the_acme_certificate_and_a_failed_renewal(swarm: FakeSwarm) -> None:
+    swarm.on_start["acme"] = lambda: acme_service_issues(swarm, ("example.com", "api.example.com"))
+    up_acme(swarm, components=["webserver"])
+    acme_service_fails(swarm, "certbot could not obtain a certificate: connection refused")
+    lines = "\n".join(status.certificate_lines(swarm, load_settings(**ACME)))
+    issuer = r"issuer CN=Sawmill local CA \(pebble\)"
+    assert re.search(rf"certificate: example.com, api.example.com; {issuer}; valid until 20", lines)
+    assert "FAILED (the certificate above keeps serving)" in lines and "connection refused" in lines
 
 
 def test_down_goes_in_reverse_deploy_order(swarm: FakeSwarm) -> None:
@@ -171,6 +299,17 @@ def test_down_goes_in_reverse_deploy_order(swarm: FakeSwarm) -> None:
     assert removed[-1] == "sawmill_postgres"
     assert swarm.made("remove_volumes") == removed
     assert not [c for c in swarm.config_store if "_deployed_" in c]
+
+
+def test_status_names_the_nodes_each_service_runs_on_once_the_swarm_has_several(swarm: FakeSwarm) -> None:
+    up(swarm)
+    assert "NODES" not in status.render(swarm, load_settings())  # one node: nothing to tell apart
+    swarm.nodes.append({})
+    header, *lines = status.render(swarm, load_settings()).splitlines()
+    assert header.split() == ["COMPONENT", "SERVICE", "REPLICAS", "HEALTH", "NODES", "URL"]
+    by_service = {tuple(line.split()[:2]): line.split() for line in lines}
+    assert by_service[("db_connect", "api")][4] == "host-0"
+    assert by_service[("postgres", "init")][4] == "-"  # a job's tasks have ended
 
 
 def test_status_gives_the_url_to_the_service_it_reaches_and_says_what_is_not_served(swarm: FakeSwarm) -> None:
@@ -221,11 +360,17 @@ def test_requirements_that_cycle_or_are_missing_name_the_components(monkeypatch:
 def test_independent_components_share_a_wave() -> None:
     waves = components.waves(list(components.known()))
     assert waves[0] == ["postgres", "webserver"]
-    assert set(waves[1]) == {"db_connect", "kafka", "presto", "airflow"}
+    assert set(waves[1]) == {"db_connect", "kafka", "presto", "airflow", "bi"}
+
+
+def test_the_default_platform_leaves_postgres_room_to_scale_the_api_out(isolated_env: Path) -> None:
+    assert load_settings(db_connect={"replicas": 7}).db_connect.replicas == 7  # 76 + 5 x 11 of the 140 offered
+    with pytest.raises(ConfigError, match="the components may hold 142 postgres connections"):
+        load_settings(db_connect={"replicas": 8})
 
 
 def test_connections_beyond_what_postgres_offers_are_a_config_error(isolated_env: Path) -> None:
-    with pytest.raises(ConfigError, match=r"db_connect \(env SAWMILL_DB_CONNECT\): the components may hold 268"):
+    with pytest.raises(ConfigError, match=r"db_connect \(env SAWMILL_DB_CONNECT\): the components may hold 274"):
         load_settings(db_connect={"replicas": 20})
     assert load_settings(db_connect={"replicas": 20}, postgres={"max_connections": 400}).db_connect.replicas == 20
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from stack import plan
-from stack.config import load_settings
+from stack.config import ConfigError, load_settings
 
 
 def render(**kafka: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -65,6 +65,20 @@ def test_topics_sinks_and_the_metrics_demo_come_from_the_configuration(isolated_
     assert sink["environment"]["PGPASSWORD_FILE"] == "/run/secrets/kafka_db_password"
     assert sink["environment"]["SINK_INSTANCE_ID"] == "{{.Service.Name}}-{{.Task.Slot}}"
     assert "metrics-demo" not in services
+    assert "--view" not in sink["command"]  # the table is published only where a sink says so
+
+
+def test_the_demo_sink_publishes_its_table_in_consumption_for_readers(isolated_env: Path) -> None:
+    stack, _ = render()
+    command = stack["services"]["sink-raw-host-metrics"]["command"]
+    assert command[command.index("--view") + 1] == "consumption.host_metrics"
+
+
+def test_a_view_in_the_tables_own_schema_is_refused_naming_the_key(isolated_env: Path) -> None:
+    (isolated_env / "sawmill.toml").write_text('[[kafka.sinks]]\ntopic = "t"\ntable = "raw.t"\nview = "raw.t_view"\n')
+    refused = r"kafka.sinks.0.view \(env SAWMILL_KAFKA__SINKS, a JSON list\): raw.t_view is in the table's own schema"
+    with pytest.raises(ConfigError, match=refused):
+        load_settings()
 
 
 def test_registry_mode_runs_the_pinned_official_images(isolated_env: Path) -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 
-from stack import plan
+from stack import certs, plan
 from stack.config import load_settings
 
 
@@ -28,6 +29,7 @@ def test_every_component_renders_a_stack_in_deploy_order(rendered: plan.Plan) ->
         "kafka",
         "presto",
         "airflow",
+        "bi",
         "webserver",
     ]
     for cp in rendered.components:
@@ -69,8 +71,8 @@ def test_secrets_are_external_references_and_no_value_is_rendered(rendered: plan
         assert all(spec == {"external": True} for spec in declared.values())
         assert set(cp.secrets) <= set(declared) | {rendered.tls.key_secret}
     postgres = stack_of(rendered, "postgres")["services"]["init"]
-    assert postgres["environment"]["SAWMILL_SERVICES"] == "db_connect kafka presto airflow"
-    assert postgres["environment"]["SAWMILL_WAREHOUSE_READERS"] == "db_connect"
+    assert postgres["environment"]["SAWMILL_SERVICES"] == "db_connect kafka presto airflow bi"
+    assert postgres["environment"]["SAWMILL_WAREHOUSE_READERS"] == "db_connect bi"
     assert postgres["environment"]["SAWMILL_WAREHOUSE_WRITERS"] == "kafka airflow"
     assert postgres["environment"]["SAWMILL_AUTHENTICATORS"] == "db_connect:api_anon,api_reader,api_writer"
     # grants live with Postgres: adding a reader re-renders no other stack
@@ -82,6 +84,15 @@ def test_postgres_is_pinned_to_the_node_holding_its_volume(rendered: plan.Plan) 
     server = stack_of(rendered, "postgres")["services"]["server"]
     assert server["deploy"]["placement"]["constraints"] == ["node.labels.sawmill.postgres == true"]
     assert "data:/var/lib/postgresql/data" in server["volumes"]
+
+
+def test_the_door_and_nginx_run_on_the_node_labelled_as_the_entrance(rendered: plan.Plan) -> None:
+    """Where the domain's DNS points: on several nodes, a door elsewhere would leave the platform unreachable."""
+    services = stack_of(rendered, "webserver")["services"]
+    door, nginx = services["door"], services["nginx"]
+    assert door["deploy"]["placement"]["constraints"] == ["node.labels.sawmill.webserver == true"]
+    assert {p["mode"] for p in door["ports"]} == {"host"}
+    assert nginx["deploy"]["placement"] == door["deploy"]["placement"]  # TLS never crosses to another node
 
 
 def test_nginx_has_one_server_per_subdomain_and_refuses_unknown_hosts(rendered: plan.Plan) -> None:
@@ -158,3 +169,80 @@ def test_write_plan_writes_build_dir_and_removes_stale_files(rendered: plan.Plan
     (directory / "stale.conf").write_text("old")
     plan.write_plan(rendered)
     assert sorted(p.name for p in directory.iterdir()) == ["door.conf", "index.html", "nginx.conf", "stack.yml"]
+
+
+def acme_plan(isolated_env: Path, monkeypatch: pytest.MonkeyPatch, digest: str | None = None) -> plan.Plan:
+    """acme mode against a private CA whose root is made now (a bundle, as for pebble)."""
+    _, root = certs.new_ca("test CA")
+    bundle = isolated_env / "ca.pem"
+    bundle.write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    settings = {
+        "DOMAIN": "example.com",
+        "EMAIL": "ops@example.com",
+        "CERTIFICATES": "acme",
+        "ACME__SERVER": "https://ca.internal/dir",
+        "ACME__CA_BUNDLE": str(bundle),
+        "ACME__PREFLIGHT_DNS": "dns.internal:53",
+        "BUILD_DIR": str(isolated_env / "build"),
+    }
+    for key, value in settings.items():
+        monkeypatch.setenv(f"SAWMILL_{key}", value)
+    return plan.make_plan(load_settings(), digest)
+
+
+def test_acme_mode_adds_one_acme_service_on_a_manager_that_alone_reaches_the_docker_api(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = acme_plan(isolated_env, monkeypatch)
+    services = stack_of(p, "webserver")["services"]
+    acme = services["acme"]
+    assert acme["deploy"]["replicas"] == 1
+    assert acme["deploy"]["placement"]["constraints"] == ["node.role == manager"]
+    assert acme["image"].startswith("sawmill/acme:")
+    socket = {"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock"}
+    assert socket in acme["volumes"] and "acme_state:/var/lib/sawmill-acme" in acme["volumes"]
+    assert not any(socket in s.get("volumes", []) for name, s in services.items() if name != "acme")
+    env = acme["environment"]
+    assert env["SAWMILL_ACME_NAMES"].split(",") == list(p.settings.tls_hosts)
+    assert env["SAWMILL_ACME_DIRECTORY"] == "https://ca.internal/dir"
+    assert env["SAWMILL_ACME_NGINX_SERVICE"] == "sawmill_webserver_nginx"
+    assert env["SAWMILL_ACME_PREFLIGHT_DNS"] == "dns.internal:53"
+    assert acme["configs"] == [{"source": "acme_ca", "target": "/etc/sawmill-acme/ca.pem"}]
+    assert p.component("webserver").files["acme-ca.pem"] == (isolated_env / "ca.pem").read_text()
+
+
+def test_acme_mode_proxies_the_challenge_path_to_the_acme_service(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = acme_plan(isolated_env, monkeypatch).component("webserver").files["nginx.conf"]
+    location = conf.split("location /.well-known/acme-challenge/ {", 1)[1].split("}", 1)[0]
+    assert "set $acme sawmill_webserver_acme:8402;" in location and "proxy_pass http://$acme;" in location
+    assert "root /var/www/acme" not in location
+
+
+def test_the_first_acme_render_is_a_placeholder_and_the_landing_page_says_so(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pending = acme_plan(isolated_env, monkeypatch)
+    assert "Certificates are pending" in pending.component("webserver").files["index.html"]
+    assert pending.tls == certs.tls_names(pending.settings, None)  # the local CA's names: a placeholder
+    issued = acme_plan(isolated_env, monkeypatch, digest="0123456789")
+    assert "Certificates are pending" not in issued.component("webserver").files["index.html"]
+    nginx = stack_of(issued, "webserver")["services"]["nginx"]
+    assert nginx["secrets"][0]["source"] == "sawmill_tls_key_0123456789"
+    assert stack_of(issued, "webserver")["configs"]["tls_crt"] == {
+        "external": True,
+        "name": "sawmill_tls_crt_0123456789",
+    }
+
+
+def test_acme_mode_renders_no_key_material(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = acme_plan(isolated_env, monkeypatch)
+    plan.write_plan(p)
+    for path in (isolated_env / "build").rglob("*"):
+        assert not path.is_file() or b"PRIVATE KEY" not in path.read_bytes(), path
+
+
+def test_other_modes_render_no_acme_service_nor_build_its_image(rendered: plan.Plan) -> None:
+    assert "acme" not in stack_of(rendered, "webserver")["services"]
+    assert "acme" not in {ref.name for cp in rendered.components for ref in cp.images}

@@ -19,7 +19,14 @@ from cryptography.x509.oid import NameOID
 from stack import apply, certs, plan, tls_files
 from stack.config import ConfigError, load_settings
 
-HOSTS = ("api.example.com", "example.com", "kafka.example.com", "presto.example.com", "schedule.example.com")
+HOSTS = (
+    "api.example.com",
+    "bi.example.com",
+    "example.com",
+    "kafka.example.com",
+    "presto.example.com",
+    "schedule.example.com",
+)
 Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 

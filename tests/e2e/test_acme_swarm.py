@@ -1,0 +1,385 @@
+"""certificates = "acme" on the real swarm, against a real ACME CA: Debian's pebble (PEBBLE_VA_NOSLEEP=1) and
+pebble-challtestsrv as its DNS, each a container on the platform's own overlay network (the host's binaries
+mounted into the debootstrap base image, so nothing is built for them).
+
+challtestsrv answers every name with the door's address on that network, so pebble's validator reaches this
+platform's nginx on port 80 as a public CA would reach the published port; the ACME service's pre-flight asks the
+same DNS (`[acme] preflight_dns`). Only the webserver component is deployed (prefix `<e2e prefix>acme`, ports
+28080 and 28443), keeping the test light.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from python_on_whales import docker
+
+from stack import certs, http
+from stack.images import BASE_IMAGE
+from stack.swarm import DockerSwarm
+from tests.e2e.conftest import ROOT, Platform, prefixed_objects
+from tests.integration.acme_servers import listener_certificate
+
+pytestmark = [pytest.mark.e2e, pytest.mark.own_platform]
+
+PREFIX = os.environ.get("SAWMILL_ACME_E2E_PREFIX", "sawmillacme")
+HTTP_PORT = int(os.environ.get("SAWMILL_ACME_E2E_HTTP_PORT", "28080"))
+HTTPS_PORT = int(os.environ.get("SAWMILL_ACME_E2E_HTTPS_PORT", "28443"))
+PEBBLE_MANAGEMENT_PORT = HTTP_PORT + 70  # 28150
+CHALLTESTSRV_PORT = HTTP_PORT - 25  # 28055
+DOMAIN = "acme.test"
+PEBBLE = f"{PREFIX}-pebble"
+DNS = f"{PREFIX}-challtestsrv"
+NETWORK = f"{PREFIX}_net"
+WAIT_S = 300
+# challtestsrv as a DNS server only, answering no AAAA (pebble would try ::1, its own container, first)
+NO_CHALLENGE_SERVERS = ("-http01", "", "-https01", "", "-tlsalpn01", "", "-defaultIPv6", "")
+
+
+def container_ip(name: str) -> str:
+    return docker.container.inspect(name).network_settings.networks[NETWORK].ip_address
+
+
+def run_container(name: str, argv: list[str], volumes: list[tuple[str, str]], publish: tuple[int, int], **env: str):
+    """A CA-side container on the platform's network, running a binary of this host mounted read-only."""
+    binary = argv[0]
+    return docker.run(
+        BASE_IMAGE,
+        argv,
+        name=name,
+        detach=True,
+        networks=[NETWORK],
+        publish=[("127.0.0.1:" + str(publish[0]), publish[1])],
+        volumes=[(f"/usr/bin/{binary}", f"/usr/bin/{binary}", "ro"), *[(h, c, "ro") for h, c in volumes]],
+        envs=env,
+    )
+
+
+@dataclass
+class Ca:
+    bundle: Path
+    work: Path
+
+    def root(self) -> bytes:
+        """The root pebble made at start, from its management port."""
+        context = ssl.create_default_context(cafile=str(self.bundle))
+        url = f"https://127.0.0.1:{PEBBLE_MANAGEMENT_PORT}/roots/0"
+        with urllib.request.urlopen(url, context=context, timeout=5) as response:
+            return response.read()
+
+    def root_file(self) -> str:
+        path = self.work / "pebble-root.pem"
+        path.write_bytes(self.root())
+        return str(path)
+
+    @staticmethod
+    def orders() -> int:
+        """Orders pebble has received, counted from its log."""
+        return len(re.findall(r"POST /order-plz", docker.container.logs(PEBBLE)))
+
+    @staticmethod
+    def resolve_to(ip: str) -> None:
+        """challtestsrv: answer every name with `ip`."""
+        body = json.dumps({"ip": ip}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{CHALLTESTSRV_PORT}/set-default-ipv4", body)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(request, timeout=5) as response:
+            assert response.status == 200
+
+
+def door_ip(deadline: float) -> str:
+    """The door's address on the platform's network, once its task runs."""
+    while time.monotonic() < deadline:
+        found = docker.container.list(filters=[("label", f"com.docker.swarm.service.name={PREFIX}_webserver_door")])
+        if found:
+            return container_ip(found[0].id)
+        time.sleep(1)
+    raise AssertionError(f"the door did not start within {WAIT_S} s")
+
+
+def acme_container() -> str:
+    service = f"{PREFIX}_webserver_acme"
+    deadline = time.monotonic() + 60  # a task Swarm is replacing comes back within this
+    while time.monotonic() < deadline:
+        found = docker.container.list(filters=[("label", f"com.docker.swarm.service.name={service}")])
+        if found:
+            return found[0].id
+        time.sleep(1)
+    tasks = [(t.id[:12], t.status.state, t.status.err) for t in docker.service.ps(service)]
+    raise AssertionError(f"no running ACME service container: {tasks}")
+
+
+def remove_ca_containers() -> None:
+    for name in (PEBBLE, DNS):
+        if docker.container.exists(name):
+            docker.container.remove(name, force=True)
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca]:
+    """pebble and challtestsrv on the platform's network (made here, before `up`, which adopts it)."""
+    assert not prefixed_objects(PREFIX), f"leftovers of an earlier run with prefix {PREFIX}: {prefixed_objects(PREFIX)}"
+    remove_ca_containers()
+    work = tmp_path_factory.mktemp("pebble")
+    bundle, _ = listener_certificate(work, PEBBLE)
+    (work / "pebble.json").write_text(
+        json.dumps(
+            {
+                "pebble": {
+                    "listenAddress": "0.0.0.0:14000",
+                    "managementListenAddress": "0.0.0.0:15000",
+                    "certificate": "/etc/pebble/listener.crt",
+                    "privateKey": "/etc/pebble/listener.key",
+                    "httpPort": 80,
+                    "tlsPort": 5001,
+                    "ocspResponderURL": "",
+                    "externalAccountBindingRequired": False,
+                }
+            }
+        )
+    )
+    (work / "pebble.json").chmod(0o644)
+    work.chmod(0o755)
+    docker.network.create(NETWORK, driver="overlay", attachable=True, labels={"sawmill.prefix": PREFIX})
+    try:
+        run_container(
+            DNS,
+            [*("pebble-challtestsrv", "-dns01", ":8053", "-management", ":8055"), *NO_CHALLENGE_SERVERS],
+            [],
+            (CHALLTESTSRV_PORT, 8055),
+        )
+        run_container(
+            PEBBLE,
+            ["pebble", "-config", "/etc/pebble/pebble.json", "-dnsserver", f"{container_ip(DNS)}:8053"],
+            [(str(work), "/etc/pebble")],
+            (PEBBLE_MANAGEMENT_PORT, 15000),
+            PEBBLE_VA_NOSLEEP="1",
+            PEBBLE_WFE_NONCEREJECT="0",
+            PEBBLE_AUTHZREUSE="0",
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                Ca(bundle, work).root()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, docker.container.logs(PEBBLE)
+                time.sleep(0.5)
+        yield Ca(bundle, work)
+    finally:
+        remove_ca_containers()
+
+
+@pytest.fixture(scope="module")
+def platform(ca: Ca, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """`up` with certificates = "acme" while the test points challtestsrv at the door once it runs."""
+    build_dir = tmp_path_factory.mktemp("acme-build")
+    no_config = build_dir.parent / "acme-empty.toml"
+    no_config.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAWMILL_")}
+    env |= {
+        "SAWMILL_CONFIG": str(no_config),
+        "SAWMILL_PREFIX": PREFIX,
+        "SAWMILL_BUILD_DIR": str(build_dir),
+        "SAWMILL_COMPONENTS": "webserver",
+        "SAWMILL_DOMAIN": DOMAIN,
+        "SAWMILL_EMAIL": "ops@example.com",
+        "SAWMILL_HTTP_PORT": str(HTTP_PORT),
+        "SAWMILL_HTTPS_PORT": str(HTTPS_PORT),
+        "SAWMILL_CERTIFICATES": "acme",
+        "SAWMILL_ACME__SERVER": f"https://{PEBBLE}:14000/dir",
+        "SAWMILL_ACME__CA_BUNDLE": str(ca.bundle),
+        "SAWMILL_ACME__PREFLIGHT_DNS": f"{container_ip(DNS)}:8053",
+        "SAWMILL_ACME__RETRY_SECONDS": "5",
+        "SAWMILL_ACME__FIRST_CERTIFICATE_SECONDS": "240",
+    }
+    p = Platform(build_dir=build_dir, env=env)
+    try:
+        began = time.monotonic()
+        up = subprocess.Popen(
+            [sys.executable, "deploy.py", "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        ca.resolve_to(door_ip(time.monotonic() + WAIT_S))
+        out, _ = up.communicate(timeout=900)
+        p.up_output = out.decode()
+        assert up.returncode == 0, p.up_output
+        waited = re.search(r"✓ waiting for the ACME service's certificate .*\(([\d.]+) s\)", p.up_output)
+        print(
+            f"first up with certificates = acme: {time.monotonic() - began:.1f} s, of which waiting for the"
+            f" certificate after the stack converged: {waited.group(1) if waited else '?'} s",
+            file=sys.stderr,
+        )
+        yield p
+    finally:
+        if "up" in locals() and up.poll() is None:
+            up.kill()
+        remove_ca_containers()  # first: the network they are attached to goes with `down --purge`
+        p.deploy("down", "--purge", check=False)
+        deadline = time.monotonic() + 30  # an overlay network is removed a moment after its last container
+        while prefixed_objects(PREFIX) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not prefixed_objects(PREFIX), f"down --purge left {prefixed_objects(PREFIX)}"
+
+
+def presented(host: str = DOMAIN) -> x509.Certificate:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True) or b"")
+
+
+def get(path: str = "/", cafile: str | None = None) -> http.Response:
+    return http.get(DOMAIN, HTTPS_PORT, path, cafile=cafile, timeout=5)
+
+
+def wait_status_after(since: dt.datetime, timeout_s: float = WAIT_S) -> certs.AcmeStatus:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = certs.acme_status(DockerSwarm(), PREFIX)
+        if found is not None and found[0] > since:
+            return found[1]
+        time.sleep(1)
+    raise AssertionError(f"the ACME service recorded no result within {timeout_s} s")
+
+
+def renew_now() -> dt.datetime:
+    """Ask the ACME service for a forced renewal (the file its loop watches), as an operator could."""
+    since = dt.datetime.now(dt.UTC)
+    docker.execute(acme_container(), ["touch", "/var/lib/sawmill-acme/renew-now"])
+    return since
+
+
+def test_http_01_through_the_real_nginx_gives_a_chain_that_verifies_against_pebbles_root(
+    platform: Platform, ca: Ca
+) -> None:
+    assert re.search(rf"certificate for {re.escape(DOMAIN)} from CN=Pebble Intermediate", platform.up_output)
+    root = ca.root_file()
+    response = get("/", cafile=root)  # raises unless the chain verifies for the name
+    assert response.status == 200
+    assert b"Certificates are pending" not in response.body, "the landing page is rendered again once issued"
+    leaf = presented()
+    assert leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    ) == [DOMAIN]
+    assert isinstance(leaf.public_key(), ec.EllipticCurvePublicKey)
+
+
+def test_a_second_up_is_a_no_op_and_keeps_the_acme_certificate(platform: Platform) -> None:
+    before = {s.spec.name: s.version.index for s in docker.service.list() if s.spec.name.startswith(f"{PREFIX}_")}
+    serial = presented().serial_number
+    out = platform.deploy("up").stdout
+    after = {s.spec.name: s.version.index for s in docker.service.list() if s.spec.name.startswith(f"{PREFIX}_")}
+    assert before == after, out
+    assert presented().serial_number == serial
+
+
+def test_a_forced_renewal_rolls_nginx_without_a_failed_request(platform: Platform) -> None:
+    old = presented()
+    failures: list[object] = []
+    counts = {"ok": 0}
+    stop = threading.Event()
+
+    def poll() -> None:
+        for _ in range(3000):
+            if stop.is_set():
+                return
+            try:
+                status = get("/").status
+            except OSError as exc:
+                status = repr(exc)
+            if status == 200:
+                counts["ok"] += 1
+            else:
+                failures.append(status)
+            time.sleep(0.1)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    began = time.monotonic()
+    try:
+        result = wait_status_after(renew_now())
+        took = time.monotonic() - began
+        time.sleep(2)
+    finally:
+        stop.set()
+        poller.join(timeout=10)
+    assert result.ok, result.message
+    new = presented()
+    assert new.serial_number != old.serial_number
+    assert failures == [], failures[:5]
+    assert counts["ok"] > 20
+    print(f"forced renewal: {took:.1f} s, {counts['ok']} requests, 0 failed", file=sys.stderr)
+    # a later `up` renders the renewed pair: it neither rolls the certificate back nor restarts anything
+    versions = {s.spec.name: s.version.index for s in docker.service.list() if s.spec.name.startswith(f"{PREFIX}_")}
+    platform.deploy("up")
+    assert presented().serial_number == new.serial_number
+    after = {s.spec.name: s.version.index for s in docker.service.list() if s.spec.name.startswith(f"{PREFIX}_")}
+    assert after == versions
+    status = platform.deploy("status").stdout
+    assert f"certificate: {DOMAIN}; issuer CN=Pebble Intermediate" in status and "last ACME attempt" in status
+
+
+def test_a_name_that_does_not_reach_nginx_fails_the_preflight_and_sends_no_order(platform: Platform, ca: Ca) -> None:
+    serial = presented().serial_number
+    orders = ca.orders()
+    ca.resolve_to("127.0.0.1")  # every name now points at nothing that serves port 80
+    try:
+        result = wait_status_after(renew_now())
+    finally:
+        ca.resolve_to(door_ip(time.monotonic() + 30))
+    assert not result.ok
+    assert f"{DOMAIN}: resolves to 127.0.0.1, but port 80 there does not answer" in result.message
+    assert "no order was sent to the CA" in result.message
+    assert ca.orders() == orders
+    assert presented().serial_number == serial
+
+
+def test_no_key_material_in_build_logs_or_service_specs(platform: Platform) -> None:
+    key = docker.execute(acme_container(), ["cat", "/var/lib/sawmill-acme/certbot/config/live/sawmill/privkey.pem"])
+    secret_line = key.splitlines()[2]
+    for path in platform.build_dir.rglob("*"):
+        assert not path.is_file() or secret_line.encode() not in path.read_bytes(), f"key material in {path}"
+    logs = platform.deploy("logs", "webserver").stdout
+    assert "webroot:" in logs or "certificate for" in logs
+    assert secret_line not in logs and "PRIVATE KEY" not in logs
+    assert secret_line not in platform.up_output
+    for service in docker.service.list():
+        if service.spec.name.startswith(f"{PREFIX}_"):
+            assert secret_line not in service.spec.model_dump_json()
+
+
+def test_with_pebble_stopped_the_old_certificate_keeps_serving_and_up_and_status_say_why(
+    platform: Platform, ca: Ca
+) -> None:
+    serial = presented().serial_number
+    docker.container.stop(PEBBLE)
+    result = wait_status_after(renew_now())
+    assert not result.ok and "certbot could not obtain a certificate" in result.message
+    assert presented().serial_number == serial
+    status = platform.deploy("status").stdout
+    assert "FAILED (the certificate above keeps serving)" in status
+    up = platform.deploy("up", check=False)
+    said = up.stdout + up.stderr
+    assert up.returncode == 1, said
+    assert "the ACME service could not obtain a certificate" in said
+    assert "nginx keeps serving the previous certificate (valid until" in said
+    assert get("/").status == 200 and presented().serial_number == serial

@@ -1,0 +1,138 @@
+"""Superset in Debian's chromium (headless, driven by selenium): logging in, and opening a dashboard until every
+chart drew its data. Shared by the integration test of the bi image, the end-to-end test on the platform and
+bench/bi.py."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.browser_namespace import browser_namespace
+from tests.integration.conftest import free_port
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1600,1200",
+)  # fmt: skip
+# What Superset shows instead of a chart when its query failed, returned nothing or its scripts did not load.
+ERROR_TEXTS = (
+    "Unexpected error", "No results were returned", "Data error", "permission denied", "Traceback", "ChunkLoadError",
+)  # fmt: skip
+# Screenshots of what the browser saw; outside build/, which belongs to `deploy.py plan` (it refuses foreign files).
+ARTIFACTS = Path(os.environ.get("SAWMILL_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+
+
+@contextlib.contextmanager
+def logged_in_browser(url: str, password: str, *flags: str) -> Iterator[Any]:
+    """Debian's chromium, headless, in a fresh profile (nothing cached) and a network namespace of its own (see
+    browser_namespace: the host's container churn cannot abort its loads), logged in through Superset's login page."""
+    for binary in (CHROMIUM, CHROMEDRIVER):
+        if not binary.exists():
+            pytest.fail(f"{binary} is missing: apt-get install -y chromium chromium-driver (scripts/test.sh does)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    profile = Path(tempfile.mkdtemp(prefix="sawmill-bi-chromium-"))
+    driver_port, site_port = free_port(), urllib.parse.urlsplit(url).port or 443
+    with browser_namespace(inward=(driver_port,), outward=(site_port,)) as namespace:
+        driver_in_namespace = profile / "chromedriver"
+        driver_in_namespace.write_text(f'#!/bin/sh\nexec ip netns exec {namespace} {CHROMEDRIVER} "$@"\n')
+        driver_in_namespace.chmod(0o700)
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        for flag in (*CHROMIUM_FLAGS, *flags, f"--user-data-dir={profile / 'data'}"):
+            options.add_argument(flag)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for failure messages
+        driver = webdriver.Chrome(service=Service(str(driver_in_namespace), port=driver_port), options=options)
+        try:
+            driver.set_page_load_timeout(60)
+            user = _login_form(driver, f"{url}/login/")
+            user.send_keys("admin")
+            field = driver.find_element(By.CSS_SELECTOR, "input[type='password']")
+            field.send_keys(password, Keys.ENTER)
+            _left_login(driver)
+            yield driver
+        finally:
+            driver.quit()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+def _login_form(driver: Any, url: str, timeout: float = 60) -> Any:
+    """The login page's user name field, once its scripts drew the form."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if fields := driver.find_elements(By.CSS_SELECTOR, "input[name='username'], input#username"):
+            return fields[0]
+        time.sleep(0.2)
+    pytest.fail(f"no login form at {url} within {timeout} s; the page said: {_page_text(driver, 'login')}")
+
+
+def _left_login(driver: Any, timeout: float = 60) -> None:
+    """Waits for the login to lead away from the login page."""
+    deadline = time.monotonic() + timeout
+    while "/login" in driver.current_url:
+        if time.monotonic() > deadline:
+            pytest.fail(f"still on the login page {timeout} s after logging in: {_page_text(driver, 'logged-in')}")
+        time.sleep(0.2)
+
+
+def save_screenshot(driver: Any, name: str) -> Path:
+    """What the browser shows once the charts' drawing animations ended, kept for a person to look at."""
+    time.sleep(2)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def _page_text(driver: Any, name: str) -> str:
+    """The page's title, visible text and console errors (a screenshot beside it), for a failure message that
+    says what was seen."""
+    with contextlib.suppress(Exception):
+        save_screenshot(driver, f"failed-{name}")
+    try:
+        text = driver.execute_script("return document.title + ' | ' + (document.body ? document.body.innerText : '')")
+    except Exception as error:  # the browser itself may be what failed
+        return f"(the page could not be read: {error})"
+    errors = [e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+    shown = "; console errors: " + " | ".join(errors)[:1500] if errors else ""
+    return (" ".join(str(text).split())[:2000] or "(an empty page)") + shown
+
+
+def open_dashboard(driver: Any, url: str, slug: str, charts: int, timeout: float = 90) -> float:
+    """Opens a dashboard and waits until every chart drew its data; returns the seconds that took. An error panel
+    fails the test at once."""
+    from selenium.webdriver.common.by import By
+
+    started = time.monotonic()
+    driver.get(f"{url}/superset/dashboard/{slug}/")
+    while time.monotonic() < started + timeout:
+        text = driver.find_element(By.TAG_NAME, "body").text
+        for error in ERROR_TEXTS:
+            assert error not in text, f"dashboard {slug}: {error!r} on the page: {_page_text(driver, slug)}"
+        holders = driver.find_elements(By.CSS_SELECTOR, ".dashboard-chart")
+        drawn = [
+            h
+            for h in holders
+            if not h.find_elements(By.CSS_SELECTOR, ".loading, [aria-label='Loading']")
+            and h.find_elements(By.CSS_SELECTOR, "canvas, svg, table tbody tr, .header-line")
+        ]
+        if len(holders) == charts and len(drawn) == charts:
+            return time.monotonic() - started
+        time.sleep(0.2)
+    pytest.fail(f"dashboard {slug}: not every chart drew data within {timeout} s: {_page_text(driver, slug)}")
