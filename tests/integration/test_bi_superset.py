@@ -137,8 +137,9 @@ def wait_healthy(url: str, container: str, timeout: float = 240) -> None:
 
 
 @contextlib.contextmanager
-def running_bi() -> Iterator[Bi]:
-    """The bi image built, a throwaway Postgres laid out for it, the setup job run once, the web server healthy."""
+def running_bi(*web_args: str) -> Iterator[Bi]:
+    """The bi image built, a throwaway Postgres laid out for it, the setup job run once, the web server healthy
+    (`web_args`: more `docker run` options for it, e.g. the platform's workers and CPU limit)."""
     ref = images.ref(
         next(i for i in components.known()["bi"].images if i.context is not None and i.name == "bi"),
         load_settings(images="local"),
@@ -160,7 +161,8 @@ def running_bi() -> Iterator[Bi]:
         first = state.setup()
         state.first_setup_seconds = time.monotonic() - started
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-        argv = [*state.docker_argv("-d", "--name", container, "-e", f"SAWMILL_BIND=127.0.0.1:{port}"), ref.ref, "serve"]
+        argv = [*state.docker_argv("-d", "--name", container, "-e", f"SAWMILL_BIND=127.0.0.1:{port}", *web_args)]
+        argv += [ref.ref, "serve"]
         subprocess.run(argv, check=True, capture_output=True, timeout=60)
         try:
             wait_healthy(state.url, container)
