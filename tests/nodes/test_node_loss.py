@@ -3,8 +3,7 @@
 Postgres, db_connect at three replicas and the webserver, deployed by `deploy.py up --hosts` over SSH (the
 images built on this machine, loaded into the manager, copied to the workers by `up`). Then a worker is stopped
 as a host would die, under a poller that reads through the entrance every 0.1 s: its tasks are started
-elsewhere, and no request fails. (Its coming back is not tested here: a killed simulated node's container does not
-always start again, cause not yet known; a node stopped and started rejoins, tests/nodes/test_nodes.py.)
+elsewhere, and no request fails. Started again, it rejoins the swarm by itself.
 """
 
 from __future__ import annotations
@@ -123,3 +122,18 @@ def test_losing_a_worker_drops_no_request_and_its_tasks_start_elsewhere(
     )
     assert poller.ok > 50
     assert poller.failed == 0, poller.errors[:5]
+
+
+def test_the_lost_worker_comes_back_into_the_swarm(sim: SimulatedNodes, platform: PlatformOnNodes) -> None:
+    """As a host that rebooted: nothing is run for it (no `deploy.py nodes`); the manager lists it ready again, and
+    the platform still answers through the entrance."""
+    manager, lost = sim.nodes["manager-1"], sim.nodes["worker-2"]
+    assert manager.docker("node", "inspect", lost.name, "--format", "{{.Status.State}}") == "down"
+    started = time.monotonic()
+    lost.start()
+    while (state := manager.docker("node", "inspect", lost.name, "--format", "{{.Status.State}}")) != "ready":
+        assert time.monotonic() < started + RECOVERY_TIMEOUT_S, f"worker-2 is {state} {RECOVERY_TIMEOUT_S} s on"
+        time.sleep(1)
+    print(f"\nworker-2 started again: ready in the swarm after {time.monotonic() - started:.1f} s")
+    cafile = str(platform.hosts.parent / "build" / "ca.crt")
+    assert http.get("api.localhost", 443, "/health", cafile=cafile, address=manager.address).status == 200
