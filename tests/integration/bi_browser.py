@@ -49,8 +49,8 @@ def logged_in_browser(url: str, password: str, *flags: str) -> Iterator[Any]:
     browser_namespace: the host's container churn cannot abort its loads), logged in through Superset's login page.
 
     A login that fails is tried once more in a fresh browser, with a warning that says what the first one saw: its
-    page, console and the network errors of its net log. Twice in CI a first browser saw every script of the login
-    page fail (ERR_FAILED) where no run here did (README: Tests); a resource the platform itself does not serve
+    page, console and the network errors of its net log. Three times in CI a browser saw every script of the login
+    page fail (ERR_FAILED), which no run here did (README: Tests); a resource the platform itself does not serve
     (fetched again with curl over HTTP/2) fails the test at once, and so does a second failed login."""
     for binary in (CHROMIUM, CHROMEDRIVER):
         if not binary.exists():
@@ -101,6 +101,7 @@ def _browser(url: str, *flags: str) -> Iterator[tuple[Any, Path]]:
 
 
 def _log_in(driver: Any, url: str, password: str) -> None:
+    """As a person does: the form's fields, Enter, then away from the login page."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
