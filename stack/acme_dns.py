@@ -60,6 +60,26 @@ def missing_credentials(provider: str, credentials: Mapping[str, str]) -> list[s
     return [key for key in PROVIDERS[provider].required if not credentials.get(key)]
 
 
+def parse_credentials(text: str) -> dict[str, str]:
+    """`key = value` lines, as certbot's plugins take them (blank lines and `#`/`;` comments skipped). A bad line
+    is named by its number only: its text may be a credential."""
+    found: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;":
+            continue
+        key, equals, value = stripped.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"line {number} is not `key = value`")
+        found[key.strip()] = value.strip()
+    return found
+
+
+def credentials_template(provider: str) -> str:
+    """What a credentials file for `provider` holds, for error messages."""
+    return "; ".join(f"{key} = ..." for key in PROVIDERS[provider].required)
+
+
 @contextlib.contextmanager
 def plugin_run(provider: str, credentials: Mapping[str, str], propagation_s: int | None) -> Iterator[PluginRun]:
     """Write the credentials where only this process can read them, for as long as the block runs."""

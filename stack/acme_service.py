@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from stack import acme, acme_preflight, names, tls_names
+from stack import acme, acme_dns, acme_preflight, names, tls_names
 
 STATE = Path("/var/lib/sawmill-acme")
 LISTEN_PORT = 8402
@@ -37,6 +37,7 @@ SOCKET = "/var/run/docker.sock"
 API = "/v1.41"  # Docker Engine 20.10 and later
 TLS_CRT_TARGET = "/etc/nginx/tls/tls.crt"
 TLS_KEY_TARGET = "tls.key"
+DNS_CREDENTIALS = Path("/run/secrets/acme-dns-credentials")  # dns-01 (webserver/stack.yml.j2 mounts it)
 CONVERGE_TIMEOUT_S = 300
 STARTUP_GRACE_S = 60  # failures this soon after start are retried quietly: nginx and the door start beside us
 STARTUP_RETRY_S = 5
@@ -58,13 +59,15 @@ class Job:
     retry_s: int
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], state: Path = STATE) -> Job:
+    def from_env(cls, env: Mapping[str, str], state: Path = STATE, credentials: Path = DNS_CREDENTIALS) -> Job:
         dns = env.get("SAWMILL_ACME_PREFLIGHT_DNS") or None
         resolver = None
         if dns is not None:
             host, _, port = dns.rpartition(":")
             resolver = (socket.gethostbyname(host), int(port))
         bundle = env.get("SAWMILL_ACME_CA_BUNDLE") or None
+        dns_provider = env.get("SAWMILL_ACME_DNS_PROVIDER") or None
+        propagation = env.get("SAWMILL_ACME_DNS_PROPAGATION") or None
         order = acme.Order(
             names=tuple(env["SAWMILL_ACME_NAMES"].split(",")),
             email=env["SAWMILL_ACME_EMAIL"],
@@ -73,6 +76,10 @@ class Job:
             ca_bundle=Path(bundle) if bundle else None,
             webroot=state / "webroot",
             resolver=resolver,
+            challenge="dns-01" if env.get("SAWMILL_ACME_CHALLENGE") == "dns-01" else "http-01",
+            dns_provider=dns_provider,
+            dns_credentials=acme_dns.parse_credentials(credentials.read_text()) if dns_provider else {},
+            dns_propagation_s=int(propagation) if propagation else None,
         )
         return cls(
             prefix=env["SAWMILL_ACME_PREFIX"],

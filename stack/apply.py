@@ -26,6 +26,7 @@ from stack.config import Settings
 from stack.plan import ComponentPlan, Plan, htpasswd_secret, write_plan
 from stack.progress import say, step
 from stack.swarm import NAMESPACE_LABEL, AlreadyExists, CheckFailed, Mount, Swarm
+from stack.tls_names import dns_credentials_secret
 from stack.verify import FAILED, DeployError, wait_converged
 
 CONVERGE_TIMEOUT_S = 180
@@ -79,12 +80,6 @@ def apply(
     """Deploy the selected components; return the names of those that changed. `ship` puts the images built here
     on the swarm's other nodes; without it, a swarm of several nodes is refused before anything changes."""
     settings = plan.settings
-    if settings.certificates == "acme" and settings.acme.challenge == "dns-01":
-        raise DeployError(
-            "certificates = 'acme' with challenge = 'dns-01': the swarm's ACME service runs HTTP-01 only so far"
-            " (its DNS credentials are not yet mounted as secrets); use challenge = 'http-01', or 'files' with a"
-            " certificate from a certbot you run yourself"
-        )
     began = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     chosen = [cp for cp in plan.components if cp.name in selected]
     check_memory(swarm, chosen)
@@ -130,7 +125,8 @@ def apply(
     if entrance is not None and settings.certificates == "acme":
         tls, failure = _await_acme(swarm, plan, entrance, began)
     if entrance is not None:
-        for name in certs.remove_stale(swarm, tls, settings.prefix):
+        dns_secret = dns_credentials_secret(settings.prefix, plan.acme_dns_credentials)
+        for name in certs.remove_stale(swarm, tls, settings.prefix, dns_secret):
             say(f"  removed {name}, a certificate or key the entrance no longer uses")
     if failure:
         raise DeployError(failure)
@@ -272,6 +268,8 @@ def _ensure_certificate(swarm: Swarm, plan: Plan) -> None:
             if certs.ensure_local(swarm, settings, plan.tls, reader.ref):
                 say("  issued a new certificate from the local CA")
     elif settings.certificates == "acme":
+        if certs.ensure_dns_credentials(swarm, settings.prefix, plan.acme_dns_credentials):
+            say(f"  stored the {settings.acme.dns_provider} credentials as a secret of the ACME service")
         if certs.current_acme(swarm, settings.prefix) is None:
             reader = images.reader(settings)
             images.ensure(swarm, [reader])

@@ -22,7 +22,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from stack import names, tls_files
 from stack.config import Settings, invalid
 from stack.swarm import Swarm
-from stack.tls_names import ACME_LABEL, AcmeStatus, TlsNames, chain_digest, pair_names
+from stack.tls_names import (
+    ACME_LABEL,
+    DNS_CREDENTIALS_FAMILY,
+    AcmeStatus,
+    TlsNames,
+    chain_digest,
+    dns_credentials_secret,
+    pair_names,
+)
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
@@ -97,12 +105,27 @@ def ensure_files(swarm: Swarm, tls: TlsNames, own: tls_files.CertificateFiles, p
     return True
 
 
-def remove_stale(swarm: Swarm, tls: TlsNames, prefix: str) -> list[str]:
-    """Drop the certificates and keys the entrance has moved off (renewed files, new host names); return their
-    names. Call it only once the platform verified on `tls`: until then they are what a rollback returns to."""
+def ensure_dns_credentials(swarm: Swarm, prefix: str, data: bytes) -> bool:
+    """Store dns-01's provider credentials as the ACME service's secret unless stored; True if they were new."""
+    name = dns_credentials_secret(prefix, data)
+    if not name or swarm.secret_exists(name):
+        return False
+    swarm.create_secret(name, data, names.labels(prefix))
+    return True
+
+
+def remove_stale(swarm: Swarm, tls: TlsNames, prefix: str, dns_secret: str = "") -> list[str]:
+    """Drop the certificates, keys and DNS credentials the entrance has moved off (renewed files, new host names,
+    new credentials); return their names. Call it only once the platform verified on `tls` and `dns_secret`:
+    until then they are what a rollback returns to."""
     labels = names.labels(prefix)
     configs = [c.name for c in swarm.configs(labels) if _stale(c.name, f"{prefix}_tls_crt_", tls.crt_config)]
-    keys = [name for name in swarm.secrets(labels) if _stale(name, f"{prefix}_tls_key_", tls.key_secret)]
+    keys = [
+        name
+        for name in swarm.secrets(labels)
+        if _stale(name, f"{prefix}_tls_key_", tls.key_secret)
+        or _stale(name, f"{prefix}{DNS_CREDENTIALS_FAMILY}", dns_secret)
+    ]
     swarm.remove_configs(configs)
     swarm.remove_secrets(keys)
     return configs + keys

@@ -25,7 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from stack import components
+from stack import acme_dns, components
 from stack.acme_preflight import ACME_DIRECTORIES
 
 CONFIG_ENV = "SAWMILL_CONFIG"
@@ -65,6 +65,11 @@ class AcmeSettings(BaseModel):
     dns_provider: DnsProvider | None = None
     dns_propagation_seconds: int | None = Field(
         default=None, ge=0, le=3600, description="wait after writing the TXT record (None: the plugin's default)"
+    )
+    dns_credentials_file: Path | None = Field(
+        default=None,
+        description="dns-01: the DNS provider's credentials, `key = value` lines; `up` keeps them only as a Docker"
+        " secret of the ACME service",
     )
     key_type: Literal["ecdsa", "rsa"] = "ecdsa"
     renew_interval_seconds: int = Field(
@@ -127,12 +132,46 @@ class AcmeSettings(BaseModel):
             )
         if self.challenge != "dns-01" and self.dns_propagation_seconds is not None:
             raise ValueError("dns_propagation_seconds: only challenge = 'dns-01' waits for DNS; remove it")
+        self._check_dns_credentials()
         if self.ca_bundle is not None and self.server in ACME_DIRECTORIES:
             raise ValueError(
                 f"ca_bundle: Let's Encrypt ({self.server}) is trusted already; a CA bundle is for a private CA's"
                 " directory URL: remove ca_bundle or set server to that URL"
             )
         return self
+
+    def _check_dns_credentials(self) -> None:
+        path = self.dns_credentials_file
+        if self.challenge != "dns-01":
+            if path is not None:
+                raise ValueError("dns_credentials_file: only challenge = 'dns-01' uses DNS credentials; remove it")
+            return
+        assert self.dns_provider is not None  # checked above
+        expected = f"`key = value` lines: {acme_dns.credentials_template(self.dns_provider)}"
+        if path is None:
+            raise ValueError(
+                f"dns_credentials_file: dns_provider = {self.dns_provider!r} needs its credentials, a file of"
+                f" {expected}; `up` keeps them only as a Docker secret"
+            )
+        missing = acme_dns.missing_credentials(self.dns_provider, self.dns_credentials())
+        if missing:
+            raise ValueError(f"dns_credentials_file: {path} lacks {', '.join(missing)} (a file of {expected})")
+
+    def dns_credentials(self) -> dict[str, str]:
+        """The DNS provider's credentials, read from dns_credentials_file ({} without one)."""
+        raw = self.dns_credentials_bytes()
+        try:
+            return acme_dns.parse_credentials(raw.decode())
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"dns_credentials_file: {self.dns_credentials_file}: {exc}") from None
+
+    def dns_credentials_bytes(self) -> bytes:
+        if self.dns_credentials_file is None:
+            return b""
+        try:
+            return self.dns_credentials_file.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"dns_credentials_file: cannot read {self.dns_credentials_file}: {exc.strerror}") from None
 
     @property
     def directory(self) -> str:

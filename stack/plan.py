@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 import yaml
 
-from stack import acme, certs, components, images, names, tls_files
+from stack import acme, certs, components, images, names, tls_files, tls_names
 from stack.component import Component
 from stack.config import Settings, invalid
 
@@ -66,6 +66,7 @@ class Plan:
     components: tuple[ComponentPlan, ...]
     routes: tuple[Component, ...]  # components the entrance serves on their host
     unavailable: tuple[images.ImageRef, ...]  # images this mode cannot provide; their services are left out
+    acme_dns_credentials: bytes = field(default=b"", repr=False)  # dns-01: `up` stores them as a secret, unrendered
 
     def component(self, name: str) -> ComponentPlan:
         return next(c for c in self.components if c.name == name)
@@ -93,6 +94,8 @@ def make_plan(settings: Settings, acme_digest: str | None = None) -> Plan:
     context["acme_names"] = acme.names_for(settings.domain, settings.tls_hosts, settings.acme.challenge)
     bundle = settings.acme.ca_bundle
     context["acme_ca"] = bundle.read_text() if acme_mode and bundle is not None else ""
+    dns = _dns_credentials(settings) if acme_mode else b""
+    context["acme_dns_secret"] = tls_names.dns_credentials_secret(settings.prefix, dns)
     return Plan(
         settings=settings,
         network=names.network(settings.prefix),
@@ -104,7 +107,16 @@ def make_plan(settings: Settings, acme_digest: str | None = None) -> Plan:
         ),
         routes=routes,
         unavailable=tuple(ref for ref in refs.values() if ref.ref is None),
+        acme_dns_credentials=dns,
     )
+
+
+def _dns_credentials(settings: Settings) -> bytes:
+    """dns-01's provider credentials as `up` will store them (read again: the file may have changed since)."""
+    try:
+        return settings.acme.dns_credentials_bytes()
+    except ValueError as exc:
+        raise invalid(f"acme.{exc}") from None
 
 
 def addresses(settings: Settings) -> dict[str, str]:

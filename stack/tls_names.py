@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 ACME_LABEL = "sawmill.acme"  # "certificate": a pair the ACME service stored; "status": its last result
 STATUS_FAMILY = "_acme_status_"
+DNS_CREDENTIALS_FAMILY = "_acme_dns_"
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,12 @@ def pair_names(prefix: str, hosts: tuple[str, ...], digest: str) -> TlsNames:
         ca_config=f"{prefix}_ca_crt",
         ca_key_secret=f"{prefix}_ca_key",
     )
+
+
+def dns_credentials_secret(prefix: str, data: bytes) -> str:
+    """The Docker secret holding dns-01's provider credentials, named by their digest so new ones roll the ACME
+    service; "" without credentials."""
+    return f"{prefix}{DNS_CREDENTIALS_FAMILY}{chain_digest(data)}" if data else ""
 
 
 @dataclass(frozen=True)

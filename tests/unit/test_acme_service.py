@@ -158,6 +158,29 @@ def test_the_service_reads_its_order_from_the_environment(tmp_path: Path) -> Non
     assert job.order.ca_bundle is None and job.order.resolver == ("127.0.0.1", 8053)
     assert job.order.webroot == tmp_path / "webroot"
     assert (job.interval_s, job.retry_s) == (60, 300)
+    assert (job.order.challenge, job.order.dns_provider, job.order.dns_credentials) == ("http-01", None, {})
+
+
+def test_for_dns_01_the_service_reads_the_credentials_from_its_secret_file(tmp_path: Path) -> None:
+    secret = tmp_path / "acme-dns-credentials"
+    secret.write_text("# written by the operator\r\ndns_cloudflare_api_token = t0k=en\r\n")
+    env = {
+        "SAWMILL_ACME_PREFIX": "p",
+        "SAWMILL_ACME_NGINX_SERVICE": NGINX,
+        "SAWMILL_ACME_NAMES": "example.com,*.example.com",
+        "SAWMILL_ACME_EMAIL": "ops@example.com",
+        "SAWMILL_ACME_DIRECTORY": "https://ca/dir",
+        "SAWMILL_ACME_CHALLENGE": "dns-01",
+        "SAWMILL_ACME_DNS_PROVIDER": "cloudflare",
+        "SAWMILL_ACME_DNS_PROPAGATION": "30",
+    }
+    order = acme_service.Job.from_env(env, tmp_path, credentials=secret).order
+    assert (order.challenge, order.dns_provider, order.dns_propagation_s) == ("dns-01", "cloudflare", 30)
+    assert order.dns_credentials == {"dns_cloudflare_api_token": "t0k=en"}
+    assert (
+        acme_service.Job.from_env(env | {"SAWMILL_ACME_DNS_PROPAGATION": ""}, tmp_path, secret).order.dns_propagation_s
+        is None
+    )
 
 
 def test_the_service_runs_without_the_engines_settings_or_component_folders() -> None:

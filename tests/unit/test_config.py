@@ -143,9 +143,39 @@ def test_acme_takes_staging_or_a_private_ca_with_its_bundle(
     assert (acme.directory, acme.ca_bundle, acme.public_ca) == ("https://127.0.0.1:14000/dir", root, False)
 
 
-def test_dns_01_takes_one_of_certbots_dns_plugins(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    acme = acme_settings(monkeypatch, challenge="dns-01", dns_provider="rfc2136").acme
-    assert (acme.challenge, acme.dns_provider) == ("dns-01", "rfc2136")
+def dns_01(directory: Path, credentials: str = "dns_cloudflare_api_token = t0ken\n") -> dict[str, str]:
+    (directory / "cloudflare.ini").write_text(credentials)
+    return {
+        "challenge": "dns-01",
+        "dns_provider": "cloudflare",
+        "dns_credentials_file": str(directory / "cloudflare.ini"),
+    }
+
+
+def test_dns_01_takes_one_of_certbots_dns_plugins_and_its_credentials(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acme = acme_settings(monkeypatch, **dns_01(isolated_env)).acme
+    assert (acme.challenge, acme.dns_provider) == ("dns-01", "cloudflare")
+    assert acme.dns_credentials() == {"dns_cloudflare_api_token": "t0ken"}
+
+
+@pytest.mark.parametrize(
+    ("credentials", "named"),
+    [
+        ("dns_cloudflare_email = ops@example.com\n", "lacks dns_cloudflare_api_token (a file of `key = value` lines"),
+        ("; comment\ndns_cloudflare_api_token t0ken\n", "cloudflare.ini: line 2 is not `key = value`"),
+        ("dns_cloudflare_api_token =\n", "lacks dns_cloudflare_api_token"),
+    ],
+)
+def test_dns_credentials_that_cannot_work_are_refused_without_echoing_them(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, credentials: str, named: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        acme_settings(monkeypatch, **dns_01(isolated_env, credentials))
+    assert "acme.dns_credentials_file (env SAWMILL_ACME__DNS_CREDENTIALS_FILE)" in str(error.value)
+    assert named in str(error.value)
+    assert "t0ken" not in str(error.value) and "ops@example.com" not in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -158,6 +188,19 @@ def test_dns_01_takes_one_of_certbots_dns_plugins(isolated_env: Path, monkeypatc
         ({"server": "prod"}, "acme.server (env SAWMILL_ACME__SERVER): 'prod' is not 'production', 'staging' or"),
         ({"ca_bundle": "/nonexistent.pem"}, "acme.ca_bundle (env SAWMILL_ACME__CA_BUNDLE): cannot read"),
         ({"challenge": "dns-01"}, "acme.dns_provider (env SAWMILL_ACME__DNS_PROVIDER): challenge = 'dns-01' needs"),
+        (
+            {"challenge": "dns-01", "dns_provider": "route53"},
+            "acme.dns_credentials_file (env SAWMILL_ACME__DNS_CREDENTIALS_FILE): dns_provider = 'route53' needs its"
+            " credentials, a file of `key = value` lines: aws_access_key_id = ...; aws_secret_access_key = ...",
+        ),
+        (
+            {"dns_credentials_file": "/etc/hostname"},
+            "acme.dns_credentials_file (env SAWMILL_ACME__DNS_CREDENTIALS_FILE): only challenge = 'dns-01' uses",
+        ),
+        (
+            {"challenge": "dns-01", "dns_provider": "rfc2136", "dns_credentials_file": "/nonexistent.ini"},
+            "acme.dns_credentials_file (env SAWMILL_ACME__DNS_CREDENTIALS_FILE): cannot read /nonexistent.ini",
+        ),
         ({"dns_provider": "rfc2136"}, "acme.dns_provider (env SAWMILL_ACME__DNS_PROVIDER): only challenge = 'dns-01'"),
         ({"challenge": "dns-01", "dns_provider": "godaddy"}, "acme.dns_provider (env SAWMILL_ACME__DNS_PROVIDER)"),
         ({"dns_propagation_seconds": "5"}, "acme.dns_propagation_seconds (env SAWMILL_ACME__DNS_PROPAGATION_SECONDS)"),
@@ -191,7 +234,7 @@ def test_http_01_from_lets_encrypt_needs_nginx_on_port_80(isolated_env: Path, mo
     with pytest.raises(ConfigError, match=r"http_port .*: Let's Encrypt checks HTTP-01 on port 80 only"):
         acme_settings(monkeypatch)
     assert acme_settings(monkeypatch, server="https://127.0.0.1:14000/dir").http_port == 8080  # a private CA may
-    assert acme_settings(monkeypatch, challenge="dns-01", dns_provider="cloudflare").http_port == 8080
+    assert acme_settings(monkeypatch, **dns_01(isolated_env)).http_port == 8080
 
 
 def test_a_config_file_that_is_named_must_exist(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -264,10 +264,41 @@ def test_after_a_failed_attempt_up_asks_the_acme_service_for_a_new_one(swarm: Fa
     assert certs.current_acme(swarm, "sawmill") == serving
 
 
-def test_acme_dns_01_is_refused_on_the_swarm_before_anything_changes(swarm: FakeSwarm) -> None:
-    with pytest.raises(DeployError, match=r"dns-01': the swarm's ACME service runs HTTP-01 only"):
-        up_acme(swarm, acme={"challenge": "dns-01", "dns_provider": "rfc2136"})
-    assert swarm.calls == []
+def dns_01(credentials: str) -> dict[str, object]:
+    """acme settings for dns-01 through cloudflare, its credentials file in the working directory."""
+    Path("cloudflare.ini").write_text(credentials)
+    return {"challenge": "dns-01", "dns_provider": "cloudflare", "dns_credentials_file": "cloudflare.ini"}
+
+
+def test_dns_01_credentials_reach_the_acme_service_only_as_a_secret(swarm: FakeSwarm) -> None:
+    swarm.on_start["acme"] = lambda: acme_service_issues(swarm, ("example.com", "*.example.com"))
+    up_acme(swarm, acme=dns_01("dns_cloudflare_api_token = t0ken-0f-the-z0ne\n"))
+    stored = [name for name in swarm.secret_values if name.startswith("sawmill_acme_dns_")]
+    assert len(stored) == 1 and swarm.secret_values[stored[0]] == b"dns_cloudflare_api_token = t0ken-0f-the-z0ne\n"
+    service = stack_file("webserver")["services"]["acme"]
+    assert service["secrets"] == [{"source": "acme_dns_credentials", "target": "acme-dns-credentials", "mode": 0o400}]
+    assert stack_file("webserver")["secrets"]["acme_dns_credentials"] == {"external": True, "name": stored[0]}
+    assert service["environment"]["SAWMILL_ACME_NAMES"] == "example.com,*.example.com"
+    assert (service["environment"]["SAWMILL_ACME_CHALLENGE"], service["environment"]["SAWMILL_ACME_DNS_PROVIDER"]) == (
+        "dns-01",
+        "cloudflare",
+    )
+    rendered = "".join(path.read_text() for path in Path("build").rglob("*") if path.is_file())
+    assert "t0ken-0f-the-z0ne" not in rendered
+    up_acme(swarm, acme=dns_01("dns_cloudflare_api_token = t0ken-0f-the-z0ne\n"))  # off the placeholder
+    assert up_acme(swarm, acme=dns_01("dns_cloudflare_api_token = t0ken-0f-the-z0ne\n")) == [], "the same: a no-op"
+    assert [name for name in swarm.secret_values if name.startswith("sawmill_acme_dns_")] == stored
+
+
+def test_new_dns_credentials_roll_the_acme_service_and_the_old_secret_goes(swarm: FakeSwarm) -> None:
+    swarm.on_start["acme"] = lambda: acme_service_issues(swarm, ("example.com", "*.example.com"))
+    up_acme(swarm, acme=dns_01("dns_cloudflare_api_token = first\n"))
+    up_acme(swarm, acme=dns_01("dns_cloudflare_api_token = first\n"))  # off the placeholder
+    first = {name for name in swarm.secret_values if name.startswith("sawmill_acme_dns_")}
+    assert up_acme(swarm, acme=dns_01("dns_cloudflare_api_token = rotated\n")) == ["webserver"]
+    second = {name for name in swarm.secret_values if name.startswith("sawmill_acme_dns_")}
+    assert len(second) == 1 and second != first
+    assert swarm.secret_values[second.pop()] == b"dns_cloudflare_api_token = rotated\n"
 
 
 def test_plan_says_nginx_starts_on_a_placeholder_in_acme_mode(
