@@ -14,16 +14,12 @@ import datetime as dt
 import json
 import os
 import re
-import socket
-import ssl
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -31,10 +27,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from python_on_whales import docker
 
 from stack import certs, http
-from stack.images import BASE_IMAGE
 from stack.swarm import DockerSwarm
+from tests.e2e.acme_cas import (
+    Pebble,
+    acme_env,
+    container_ip,
+    pebble,
+    presented_on,
+    remove_containers,
+    run_container,
+    tear_down,
+)
 from tests.e2e.conftest import ROOT, Platform, prefixed_objects
-from tests.integration.acme_servers import listener_certificate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.own_platform]
 
@@ -52,55 +56,13 @@ WAIT_S = 300
 NO_CHALLENGE_SERVERS = ("-http01", "", "-https01", "", "-tlsalpn01", "", "-defaultIPv6", "")
 
 
-def container_ip(name: str) -> str:
-    return docker.container.inspect(name).network_settings.networks[NETWORK].ip_address
-
-
-def run_container(name: str, argv: list[str], volumes: list[tuple[str, str]], publish: tuple[int, int], **env: str):
-    """A CA-side container on the platform's network, running a binary of this host mounted read-only."""
-    binary = argv[0]
-    return docker.run(
-        BASE_IMAGE,
-        argv,
-        name=name,
-        detach=True,
-        networks=[NETWORK],
-        publish=[("127.0.0.1:" + str(publish[0]), publish[1])],
-        volumes=[(f"/usr/bin/{binary}", f"/usr/bin/{binary}", "ro"), *[(h, c, "ro") for h, c in volumes]],
-        envs=env,
-    )
-
-
-@dataclass
-class Ca:
-    bundle: Path
-    work: Path
-
-    def root(self) -> bytes:
-        """The root pebble made at start, from its management port."""
-        context = ssl.create_default_context(cafile=str(self.bundle))
-        url = f"https://127.0.0.1:{PEBBLE_MANAGEMENT_PORT}/roots/0"
-        with urllib.request.urlopen(url, context=context, timeout=5) as response:
-            return response.read()
-
-    def root_file(self) -> str:
-        path = self.work / "pebble-root.pem"
-        path.write_bytes(self.root())
-        return str(path)
-
-    @staticmethod
-    def orders() -> int:
-        """Orders pebble has received, counted from its log."""
-        return len(re.findall(r"POST /order-plz", docker.container.logs(PEBBLE)))
-
-    @staticmethod
-    def resolve_to(ip: str) -> None:
-        """challtestsrv: answer every name with `ip`."""
-        body = json.dumps({"ip": ip}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{CHALLTESTSRV_PORT}/set-default-ipv4", body)
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(request, timeout=5) as response:
-            assert response.status == 200
+def resolve_to(ip: str) -> None:
+    """challtestsrv: answer every name with `ip`."""
+    body = json.dumps({"ip": ip}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{CHALLTESTSRV_PORT}/set-default-ipv4", body)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=5) as response:
+        assert response.status == 200
 
 
 def door_ip(deadline: float) -> str:
@@ -108,13 +70,13 @@ def door_ip(deadline: float) -> str:
     while time.monotonic() < deadline:
         found = docker.container.list(filters=[("label", f"com.docker.swarm.service.name={PREFIX}_webserver_door")])
         if found:
-            return container_ip(found[0].id)
+            return container_ip(found[0].id, NETWORK)
         time.sleep(1)
     raise AssertionError(f"the door did not start within {WAIT_S} s")
 
 
-def acme_container() -> str:
-    service = f"{PREFIX}_webserver_acme"
+def acme_container(prefix: str = PREFIX) -> str:
+    service = f"{prefix}_webserver_acme"
     deadline = time.monotonic() + 60  # a task Swarm is replacing comes back within this
     while time.monotonic() < deadline:
         found = docker.container.list(filters=[("label", f"com.docker.swarm.service.name={service}")])
@@ -125,97 +87,46 @@ def acme_container() -> str:
     raise AssertionError(f"no running ACME service container: {tasks}")
 
 
-def remove_ca_containers() -> None:
-    for name in (PEBBLE, DNS):
-        if docker.container.exists(name):
-            docker.container.remove(name, force=True)
-
-
 @pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca]:
+def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
     """pebble and challtestsrv on the platform's network (made here, before `up`, which adopts it)."""
     assert not prefixed_objects(PREFIX), f"leftovers of an earlier run with prefix {PREFIX}: {prefixed_objects(PREFIX)}"
-    remove_ca_containers()
-    work = tmp_path_factory.mktemp("pebble")
-    bundle, _ = listener_certificate(work, PEBBLE)
-    (work / "pebble.json").write_text(
-        json.dumps(
-            {
-                "pebble": {
-                    "listenAddress": "0.0.0.0:14000",
-                    "managementListenAddress": "0.0.0.0:15000",
-                    "certificate": "/etc/pebble/listener.crt",
-                    "privateKey": "/etc/pebble/listener.key",
-                    "httpPort": 80,
-                    "tlsPort": 5001,
-                    "ocspResponderURL": "",
-                    "externalAccountBindingRequired": False,
-                }
-            }
-        )
-    )
-    (work / "pebble.json").chmod(0o644)
-    work.chmod(0o755)
+    remove_containers(PEBBLE, DNS)
     docker.network.create(NETWORK, driver="overlay", attachable=True, labels={"sawmill.prefix": PREFIX})
     try:
         run_container(
             DNS,
+            NETWORK,
             [*("pebble-challtestsrv", "-dns01", ":8053", "-management", ":8055"), *NO_CHALLENGE_SERVERS],
-            [],
-            (CHALLTESTSRV_PORT, 8055),
+            publish=(CHALLTESTSRV_PORT, 8055),
         )
-        run_container(
-            PEBBLE,
-            ["pebble", "-config", "/etc/pebble/pebble.json", "-dnsserver", f"{container_ip(DNS)}:8053"],
-            [(str(work), "/etc/pebble")],
-            (PEBBLE_MANAGEMENT_PORT, 15000),
-            PEBBLE_VA_NOSLEEP="1",
-            PEBBLE_WFE_NONCEREJECT="0",
-            PEBBLE_AUTHZREUSE="0",
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                Ca(bundle, work).root()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, docker.container.logs(PEBBLE)
-                time.sleep(0.5)
-        yield Ca(bundle, work)
+        work = tmp_path_factory.mktemp("pebble")
+        with pebble(PEBBLE, NETWORK, work, PEBBLE_MANAGEMENT_PORT, f"{container_ip(DNS, NETWORK)}:8053") as started:
+            yield started
     finally:
-        remove_ca_containers()
+        remove_containers(DNS)
 
 
 @pytest.fixture(scope="module")
-def platform(ca: Ca, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(ca: Pebble, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """`up` with certificates = "acme" while the test points challtestsrv at the door once it runs."""
     build_dir = tmp_path_factory.mktemp("acme-build")
-    no_config = build_dir.parent / "acme-empty.toml"
-    no_config.write_text("")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAWMILL_")}
-    env |= {
-        "SAWMILL_CONFIG": str(no_config),
-        "SAWMILL_PREFIX": PREFIX,
-        "SAWMILL_BUILD_DIR": str(build_dir),
-        "SAWMILL_COMPONENTS": "webserver",
-        "SAWMILL_DOMAIN": DOMAIN,
-        "SAWMILL_EMAIL": "ops@example.com",
-        "SAWMILL_HTTP_PORT": str(HTTP_PORT),
-        "SAWMILL_HTTPS_PORT": str(HTTPS_PORT),
-        "SAWMILL_CERTIFICATES": "acme",
-        "SAWMILL_ACME__SERVER": f"https://{PEBBLE}:14000/dir",
-        "SAWMILL_ACME__CA_BUNDLE": str(ca.bundle),
-        "SAWMILL_ACME__PREFLIGHT_DNS": f"{container_ip(DNS)}:8053",
-        "SAWMILL_ACME__RETRY_SECONDS": "5",
-        "SAWMILL_ACME__FIRST_CERTIFICATE_SECONDS": "240",
-    }
+    env = acme_env(
+        PREFIX,
+        build_dir,
+        ca,
+        SAWMILL_DOMAIN=DOMAIN,
+        SAWMILL_HTTP_PORT=str(HTTP_PORT),
+        SAWMILL_HTTPS_PORT=str(HTTPS_PORT),
+        SAWMILL_ACME__PREFLIGHT_DNS=f"{container_ip(DNS, NETWORK)}:8053",
+    )
     p = Platform(build_dir=build_dir, env=env)
     try:
         began = time.monotonic()
         up = subprocess.Popen(
             [sys.executable, "deploy.py", "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-        ca.resolve_to(door_ip(time.monotonic() + WAIT_S))
+        resolve_to(door_ip(time.monotonic() + WAIT_S))
         out, _ = up.communicate(timeout=900)
         p.up_output = out.decode()
         assert up.returncode == 0, p.up_output
@@ -229,22 +140,11 @@ def platform(ca: Ca, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platf
     finally:
         if "up" in locals() and up.poll() is None:
             up.kill()
-        remove_ca_containers()  # first: the network they are attached to goes with `down --purge`
-        p.deploy("down", "--purge", check=False)
-        deadline = time.monotonic() + 30  # an overlay network is removed a moment after its last container
-        while prefixed_objects(PREFIX) and time.monotonic() < deadline:
-            time.sleep(1)
-        assert not prefixed_objects(PREFIX), f"down --purge left {prefixed_objects(PREFIX)}"
+        tear_down(p, PREFIX, PEBBLE, DNS)
 
 
 def presented(host: str = DOMAIN) -> x509.Certificate:
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    with (
-        socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=5) as raw,
-        context.wrap_socket(raw, server_hostname=host) as tls,
-    ):
-        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True) or b"")
+    return presented_on(HTTPS_PORT, host)
 
 
 def get(path: str = "/", cafile: str | None = None) -> http.Response:
@@ -269,7 +169,7 @@ def renew_now() -> dt.datetime:
 
 
 def test_http_01_through_the_real_nginx_gives_a_chain_that_verifies_against_pebbles_root(
-    platform: Platform, ca: Ca
+    platform: Platform, ca: Pebble
 ) -> None:
     assert re.search(rf"certificate for {re.escape(DOMAIN)} from CN=Pebble Intermediate", platform.up_output)
     root = ca.root_file()
@@ -338,14 +238,16 @@ def test_a_forced_renewal_rolls_nginx_without_a_failed_request(platform: Platfor
     assert f"certificate: {DOMAIN}; issuer CN=Pebble Intermediate" in status and "last ACME attempt" in status
 
 
-def test_a_name_that_does_not_reach_nginx_fails_the_preflight_and_sends_no_order(platform: Platform, ca: Ca) -> None:
+def test_a_name_that_does_not_reach_nginx_fails_the_preflight_and_sends_no_order(
+    platform: Platform, ca: Pebble
+) -> None:
     serial = presented().serial_number
     orders = ca.orders()
-    ca.resolve_to("127.0.0.1")  # every name now points at nothing that serves port 80
+    resolve_to("127.0.0.1")  # every name now points at nothing that serves port 80
     try:
         result = wait_status_after(renew_now())
     finally:
-        ca.resolve_to(door_ip(time.monotonic() + 30))
+        resolve_to(door_ip(time.monotonic() + 30))
     assert not result.ok
     assert f"{DOMAIN}: resolves to 127.0.0.1, but port 80 there does not answer" in result.message
     assert "no order was sent to the CA" in result.message
@@ -368,7 +270,7 @@ def test_no_key_material_in_build_logs_or_service_specs(platform: Platform) -> N
 
 
 def test_with_pebble_stopped_the_old_certificate_keeps_serving_and_up_and_status_say_why(
-    platform: Platform, ca: Ca
+    platform: Platform, ca: Pebble
 ) -> None:
     serial = presented().serial_number
     docker.container.stop(PEBBLE)

@@ -224,14 +224,12 @@ class Bind:
     credentials: dict[str, str]  # certbot's rfc2136 credentials for the zone's TSIG key
 
 
-@contextlib.contextmanager
-def bind(workdir: Path, zone: str) -> Iterator[Bind]:
-    """BIND 9, authoritative for `zone` (only the zone's own name has an address, 127.0.0.1), taking TXT updates
-    signed with a TSIG key: certbot's rfc2136 plugin writes the challenge records into it as into any real
-    primary server."""
-    root = workdir / "bind"
+def bind_config(root: Path, zone: str, listen: str, port: int, seen_at: Path | None = None) -> dict[str, str]:
+    """named.conf and a zone file in `root` for BIND 9, authoritative for `zone` (only the zone's own name has an
+    address, 127.0.0.1), taking TXT updates signed with a TSIG key; `seen_at` is where named finds `root` (a
+    container's mount). Returns certbot's rfc2136 credentials without the server's address and port."""
     root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    here = seen_at or root
     secret = base64.b64encode(secrets.token_bytes(64)).decode()
     (root / "zone.db").write_text(
         f"""$TTL 60
@@ -243,10 +241,10 @@ ns IN A 127.0.0.1
     )
     (root / "named.conf").write_text(
         f"""options {{
-    directory "{root}";
-    pid-file "{root}/named.pid";
-    session-keyfile "{root}/session.key";
-    listen-on port {port} {{ 127.0.0.1; }};
+    directory "{here}";
+    pid-file "{here}/named.pid";
+    session-keyfile "{here}/session.key";
+    listen-on port {port} {{ {listen}; }};
     listen-on-v6 {{ none; }};
     recursion no;
     dnssec-validation no;
@@ -256,21 +254,29 @@ controls {{ }};
 key "sawmill-acme." {{ algorithm hmac-sha512; secret "{secret}"; }};
 zone "{zone}" {{
     type primary;
-    file "{root}/zone.db";
+    file "{here}/zone.db";
     update-policy {{ grant sawmill-acme. zonesub TXT; }};
 }};
 """
     )
+    return {
+        "dns_rfc2136_name": "sawmill-acme.",
+        "dns_rfc2136_secret": secret,
+        "dns_rfc2136_algorithm": "HMAC-SHA512",
+    }
+
+
+@contextlib.contextmanager
+def bind(workdir: Path, zone: str) -> Iterator[Bind]:
+    """BIND 9 on 127.0.0.1 (bind_config): certbot's rfc2136 plugin writes the challenge records into it as into
+    any real primary server."""
+    root = workdir / "bind"
+    port = free_port()
+    credentials = bind_config(root, zone, "127.0.0.1", port)
     argv = ["named", "-g", "-c", str(root / "named.conf")]
     with running(argv, root / "named.log", port):
         yield Bind(
             ("127.0.0.1", port),
             zone,
-            {
-                "dns_rfc2136_server": "127.0.0.1",
-                "dns_rfc2136_port": str(port),
-                "dns_rfc2136_name": "sawmill-acme.",
-                "dns_rfc2136_secret": secret,
-                "dns_rfc2136_algorithm": "HMAC-SHA512",
-            },
+            {"dns_rfc2136_server": "127.0.0.1", "dns_rfc2136_port": str(port), **credentials},
         )
