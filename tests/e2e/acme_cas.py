@@ -142,6 +142,12 @@ def presented_on(port: int, host: str) -> x509.Certificate:
         return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True) or b"")
 
 
+def dns_names(certificate: x509.Certificate) -> list[str]:
+    return certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    )
+
+
 def acme_env(prefix: str, build_dir: Path, ca: Pebble, **settings: str) -> dict[str, str]:
     """`deploy.py`'s environment for a platform of the webserver alone ordering from `ca`, plus `settings`."""
     no_config = build_dir.parent / f"{prefix}-empty.toml"

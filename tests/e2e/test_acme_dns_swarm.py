@@ -28,6 +28,7 @@ from tests.e2e.acme_cas import (
     Pebble,
     acme_env,
     container_ip,
+    dns_names,
     pebble,
     presented_on,
     remove_containers,
@@ -127,12 +128,6 @@ def platform(ca: Pebble, zone: Zone, tmp_path_factory: pytest.TempPathFactory) -
 
 def presented(host: str = DOMAIN) -> x509.Certificate:
     return presented_on(HTTPS_PORT, host)
-
-
-def dns_names(certificate: x509.Certificate) -> list[str]:
-    return certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-        x509.DNSName
-    )
 
 
 def test_dns_01_gives_one_certificate_for_the_domain_and_its_wildcard(platform: Platform, ca: Pebble) -> None:

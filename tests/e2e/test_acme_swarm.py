@@ -16,7 +16,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from tests.e2e.acme_cas import (
     Pebble,
     acme_env,
     container_ip,
+    dns_names,
     pebble,
     presented_on,
     remove_containers,
@@ -39,6 +39,7 @@ from tests.e2e.acme_cas import (
     tear_down,
 )
 from tests.e2e.conftest import ROOT, Platform, prefixed_objects
+from tests.poller import Poller
 
 pytestmark = [pytest.mark.e2e, pytest.mark.own_platform]
 
@@ -177,9 +178,7 @@ def test_http_01_through_the_real_nginx_gives_a_chain_that_verifies_against_pebb
     assert response.status == 200
     assert b"Certificates are pending" not in response.body, "the landing page is rendered again once issued"
     leaf = presented()
-    assert leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-        x509.DNSName
-    ) == [DOMAIN]
+    assert dns_names(leaf) == [DOMAIN]
     assert isinstance(leaf.public_key(), ec.EllipticCurvePublicKey)
 
 
@@ -194,40 +193,17 @@ def test_a_second_up_is_a_no_op_and_keeps_the_acme_certificate(platform: Platfor
 
 def test_a_forced_renewal_rolls_nginx_without_a_failed_request(platform: Platform) -> None:
     old = presented()
-    failures: list[object] = []
-    counts = {"ok": 0}
-    stop = threading.Event()
-
-    def poll() -> None:
-        for _ in range(3000):
-            if stop.is_set():
-                return
-            try:
-                status = get("/").status
-            except OSError as exc:
-                status = repr(exc)
-            if status == 200:
-                counts["ok"] += 1
-            else:
-                failures.append(status)
-            time.sleep(0.1)
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
     began = time.monotonic()
-    try:
+    with Poller(lambda: get("/").status, bound=3000) as poller:
         result = wait_status_after(renew_now())
         took = time.monotonic() - began
         time.sleep(2)
-    finally:
-        stop.set()
-        poller.join(timeout=10)
     assert result.ok, result.message
     new = presented()
     assert new.serial_number != old.serial_number
-    assert failures == [], failures[:5]
-    assert counts["ok"] > 20
-    print(f"forced renewal: {took:.1f} s, {counts['ok']} requests, 0 failed", file=sys.stderr)
+    assert poller.failed == 0, poller.errors[:5]
+    assert poller.ok > 20
+    print(f"forced renewal: {took:.1f} s, {poller.ok} requests, 0 failed", file=sys.stderr)
     # a later `up` renders the renewed pair: it neither rolls the certificate back nor restarts anything
     versions = {s.spec.name: s.version.index for s in docker.service.list() if s.spec.name.startswith(f"{PREFIX}_")}
     platform.deploy("up")
@@ -267,6 +243,25 @@ def test_no_key_material_in_build_logs_or_service_specs(platform: Platform) -> N
     for service in docker.service.list():
         if service.spec.name.startswith(f"{PREFIX}_"):
             assert secret_line not in service.spec.model_dump_json()
+
+
+def test_a_component_added_later_gets_a_certificate_naming_its_host_without_a_failed_request(
+    platform: Platform, ca: Pebble
+) -> None:
+    old, orders = presented(), ca.orders()
+    platform.env["SAWMILL_COMPONENTS"] = "webserver,postgres,db_connect"  # the operator's config, from now on
+    with Poller(lambda: get("/").status, bound=3000) as poller:
+        up = platform.deploy("up")
+        time.sleep(2)
+    said = up.stdout + up.stderr
+    assert f"certificate for {DOMAIN}, api.{DOMAIN} from CN=Pebble Intermediate" in said, said
+    new = presented(f"api.{DOMAIN}")
+    assert sorted(dns_names(new)) == [DOMAIN, f"api.{DOMAIN}"] and new.serial_number != old.serial_number
+    assert presented().serial_number == new.serial_number
+    assert ca.orders() == orders + 1
+    assert http.get(f"api.{DOMAIN}", HTTPS_PORT, "/", cafile=ca.root_file()).status in (200, 401)
+    assert poller.failed == 0, poller.errors[:5]
+    print(f"a subdomain added: {poller.ok} requests to the bare domain meanwhile, 0 failed", file=sys.stderr)
 
 
 def test_with_pebble_stopped_the_old_certificate_keeps_serving_and_up_and_status_say_why(

@@ -23,6 +23,7 @@ from python_on_whales import docker
 from stack import http as https
 from stack import swarm as swarm_module
 from stack.swarm import DockerSwarm
+from tests.poller import Poller
 
 from .conftest import HTTP_PORT, HTTPS_PORT, PREFIX, ROOT, Platform, running_container, service_versions
 
@@ -278,41 +279,14 @@ def build_variant(tag: str, extra: str) -> str:
     return tag
 
 
-class Poller:
-    """GET /health through nginx every 0.1 s (at most 3000 times) and count what failed."""
-
-    def __init__(self, platform: Platform) -> None:
-        self.platform, self.ok, self.failed, self.errors = platform, 0, 0, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        for _ in range(3000):
-            if self._stop.is_set():
-                return
-            try:
-                status = self.platform.get("api.localhost", "/health", timeout=5).status
-            except OSError as exc:
-                status = repr(exc)
-            if status == 200:
-                self.ok += 1
-            else:
-                self.failed += 1
-                self.errors.append(status)
-            time.sleep(0.1)
-
-    def __enter__(self) -> Poller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+def health_poller(platform: Platform) -> Poller:
+    """GET /health through nginx every 0.1 s, counting what failed."""
+    return Poller(lambda: platform.get("api.localhost", "/health", timeout=5).status, bound=3000)
 
 
 def test_a_rolling_update_of_db_connect_drops_no_request(platform: Platform) -> None:
     tag = build_variant("sawmill/db_connect:e2e-release", 'LABEL release="e2e"')
-    with Poller(platform) as poller:
+    with health_poller(platform) as poller:
         platform.deploy("up", "db_connect", SAWMILL_IMAGE_OVERRIDES=json.dumps({"db_connect": tag}))
         time.sleep(2)
     assert poller.failed == 0, poller.errors[:5]
@@ -325,7 +299,7 @@ def test_a_new_certificate_and_a_route_coming_and_going_drop_no_request(platform
     """Taking Airflow out of the platform and back changes nginx's server blocks and, in local mode, its
     certificate (one fewer, then one more name): nginx's replicas roll behind the door, which stays put."""
     door = door_tasks()
-    with Poller(platform) as poller:
+    with health_poller(platform) as poller:
         first = platform.deploy("up", SAWMILL_COMPONENTS="postgres,db_connect,kafka,webserver")
         with pytest.raises(OSError):  # no certificate names it now: the handshake is refused
             platform.get("schedule.localhost", "/", timeout=5)
@@ -352,7 +326,7 @@ def stored_keys() -> list[str]:
 def test_a_release_that_fails_its_health_check_is_rolled_back(platform: Platform) -> None:
     good = docker.service.inspect(f"{PREFIX}_db_connect_api").spec.task_template.container_spec.image
     bad = build_variant("sawmill/db_connect:e2e-broken", "ENV PGPORT=1")  # cannot reach its database
-    with Poller(platform) as poller:
+    with health_poller(platform) as poller:
         result = platform.deploy(
             "up", "db_connect", check=False, SAWMILL_IMAGE_OVERRIDES=json.dumps({"db_connect": bad})
         )

@@ -9,7 +9,6 @@ elsewhere, and no request fails. Started again, it rejoins the swarm by itself.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 
@@ -17,6 +16,7 @@ import pytest
 
 from stack import http
 from tests.nodes.simulated import PlatformOnNodes, SimulatedNodes, platform_on_nodes, simulated_nodes
+from tests.poller import Poller
 
 PREFIX = "nodeloss"
 RECOVERY_TIMEOUT_S = 180
@@ -50,41 +50,11 @@ def services(platform: PlatformOnNodes) -> dict[str, dict]:
     return {f"{row['component']}/{row['service']}": row for row in json.loads(status.stdout)["services"]}
 
 
-class Poller:
-    """GET https://api.localhost/health through the manager's door every 0.1 s (bounded), counting failures."""
-
-    def __init__(self, platform: PlatformOnNodes) -> None:
-        self.address = platform.manager.address
-        self.cafile = str(platform.hosts.parent / "build" / "ca.crt")
-        self.ok, self.failed, self.errors, self.slowest = 0, 0, [], 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        for _ in range(5000):
-            if self._stop.is_set():
-                return
-            started = time.monotonic()
-            try:
-                status = http.get("api.localhost", 443, "/health", cafile=self.cafile, timeout=10,
-                                  address=self.address).status  # fmt: skip
-            except OSError as exc:
-                status = repr(exc)
-            self.slowest = max(self.slowest, time.monotonic() - started)
-            if status == 200:
-                self.ok += 1
-            else:
-                self.failed += 1
-                self.errors.append(status)
-            time.sleep(0.1)
-
-    def __enter__(self) -> Poller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+def health_poller(platform: PlatformOnNodes) -> Poller:
+    """GET https://api.localhost/health through the manager's door every 0.1 s, counting failures."""
+    cafile = str(platform.hosts.parent / "build" / "ca.crt")
+    address = platform.manager.address
+    return Poller(lambda: http.get("api.localhost", 443, "/health", cafile=cafile, timeout=10, address=address).status)
 
 
 def test_every_service_is_healthy_and_db_connect_runs_on_every_node(platform: PlatformOnNodes) -> None:
@@ -101,7 +71,7 @@ def test_losing_a_worker_drops_no_request_and_its_tasks_start_elsewhere(
     sim: SimulatedNodes, platform: PlatformOnNodes
 ) -> None:
     manager = sim.nodes["manager-1"]
-    with Poller(platform) as poller:
+    with health_poller(platform) as poller:
         time.sleep(3)
         lost = time.monotonic()
         sim.nodes["worker-2"].kill()
