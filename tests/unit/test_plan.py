@@ -190,14 +190,17 @@ def acme_plan(isolated_env: Path, monkeypatch: pytest.MonkeyPatch, digest: str |
     return plan.make_plan(load_settings(), digest)
 
 
-def test_acme_mode_adds_one_acme_service_on_a_manager_that_alone_reaches_the_docker_api(
+def test_acme_mode_adds_one_acme_service_on_the_entrance_manager_that_alone_reaches_the_docker_api(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     p = acme_plan(isolated_env, monkeypatch)
     services = stack_of(p, "webserver")["services"]
     acme = services["acme"]
     assert acme["deploy"]["replicas"] == 1
-    assert acme["deploy"]["placement"]["constraints"] == ["node.role == manager"]
+    assert acme["deploy"]["placement"]["constraints"] == [
+        "node.role == manager",
+        "node.labels.sawmill.webserver == true",  # beside its state volume, on a swarm of several managers
+    ]
     assert acme["image"].startswith("sawmill/acme:")
     socket = {"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock"}
     assert socket in acme["volumes"] and "acme_state:/var/lib/sawmill-acme" in acme["volumes"]
