@@ -71,8 +71,15 @@ COMPONENT = Component(
         Image("bi", HERE, parent=PYTHON, used=lambda s: engine(s) == "superset"),
         # Metabase: no reachable registry has its artifacts, so no local build (left out in local mode)
         Image("bi", None, registry=METABASE_IMAGE, used=lambda s: engine(s) == "metabase"),
-        # Metabase's setup job: a standard-library client of its REST API (bi/metabase/setup.py)
-        Image("bi_setup", HERE / "metabase", parent=PYTHON, used=lambda s: engine(s) == "metabase"),
+        # Metabase's setup job: a client of its REST API (bi/metabase/setup.py), with Superset's starter
+        # dashboards copied into its build context (one copy of them: bi/superset/dashboards/*.yaml)
+        Image(
+            "bi_setup",
+            HERE / "metabase",
+            includes=(HERE / "superset" / "dashboards",),
+            parent=PYTHON,
+            used=lambda s: engine(s) == "metabase",
+        ),
     ),
     secrets=("bi_secret_key", "bi_admin_password"),
     requires=("postgres",),

@@ -26,6 +26,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from bi.metabase import cards
+from bi.metabase import setup as metabase_setup
 from parse_sources.quality.results import GRANTS_SQL, SCHEMA_SQL
 from stack import components, images
 from stack.config import load_settings
@@ -271,6 +273,25 @@ def test_postgres_lets_the_bi_role_read_consumption_and_quality_only(bi: Bi) -> 
             conn.execute("DELETE FROM consumption.flights")
     with psycopg.connect(dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("CREATE TABLE consumption.scratch (a int)")
+
+
+def test_metabases_translation_of_the_same_dashboards_reads_rows_as_the_bi_role(bi: Bi) -> None:
+    """Metabase cannot run here: each card its setup job would create runs on the same tables, as the same role,
+    and every column its chart settings name comes back."""
+    dsn = bi.server.dsn("warehouse", user="bi", password=bi.password("bi_db_password"))
+    translated = [
+        card for board in cards.dashboards(metabase_setup.load_specs(metabase_setup.DASHBOARDS)) for card in board.cards
+    ]
+    assert len(translated) == 10
+    with psycopg.connect(dsn) as conn:
+        for card in translated:
+            cursor = conn.execute(card.sql)
+            assert cursor.fetchall(), f"{card.name}: no rows"
+            columns = [column.name for column in cursor.description or ()]
+            named = card.visualization_settings.get("graph.dimensions", []) + card.visualization_settings.get(
+                "graph.metrics", []
+            )
+            assert set(named) <= set(columns), f"{card.name}: {named} not all in {columns}"
 
 
 def test_a_rotated_password_reaches_the_data_source_and_the_admin(bi: Bi) -> None:
