@@ -99,7 +99,8 @@ def apply(
     _prepare(swarm, plan, selected)
     images.ensure(swarm, [ref for cp in chosen for ref in cp.images])
     if ship is not None and built:
-        ship(built)
+        with step(f"putting the {len(built)} image(s) built here on the swarm's other nodes"):
+            ship(built)
     entrance = plan.entrance if plan.entrance and plan.entrance.name in selected else None
     if entrance is not None:
         _ensure_certificate(swarm, plan)
