@@ -23,6 +23,7 @@ from stack import (
     lock,
     names,
     node_images,
+    node_volumes,
     nodes,
     plan,
     status,
@@ -189,6 +190,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="remove everything: data volumes too (as --volumes), secrets, the local CA and the network",
     )
+    down.add_argument(
+        "--hosts",
+        type=Path,
+        metavar="HOSTS_FILE",
+        help="a swarm of several nodes: the hosts list `nodes` takes; with --volumes or --purge the data volumes"
+        " on each node are removed too, over SSH",
+    )
+    _ssh_user(down)
     down.set_defaults(handler=_down)
 
     st = sub.add_parser("status", help="table of services, replicas, health and URLs")
@@ -349,11 +358,28 @@ def _down(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError("--purge removes the whole platform; run it without naming components")
     # a component taken out of `components` can still be taken down by name
     selected = _known(args.components) or settings.components
+    volumes = args.volumes or args.purge
+    elsewhere = _volume_remover(swarm, args) if volumes else None
     with lock.held(swarm, settings.prefix, "down", args.lock_wait):
-        teardown.down(swarm, settings, selected, volumes=args.volumes or args.purge)
+        problems = teardown.down(swarm, settings, selected, volumes=volumes, elsewhere=elsewhere)
         if args.purge:
             teardown.purge(swarm, settings, keep={lock.lock_name(settings.prefix)})
-    return 0
+    return 1 if problems else 0
+
+
+def _volume_remover(swarm: Swarm, args: argparse.Namespace) -> Callable[[str], list[str]] | None:
+    """What removes a stack's volumes on the swarm's other nodes (from the hosts list); on a swarm of several
+    nodes without the list, a ConfigError before anything is removed: this command reaches one node's volumes."""
+    if args.hosts is None:
+        if (count := len(swarm.node_labels())) > 1:
+            raise ConfigError(
+                f"this swarm has {count} nodes, and a volume lives on the node whose task made it: this command"
+                " reaches one of them. Give `down` the hosts list `nodes` uses (--hosts hosts.json) to remove the"
+                " data volumes on every node over SSH"
+            )
+        return None
+    hosts, connect, here = nodes.load_hosts(args.hosts), _connect_as(args.ssh_user), swarm.this_node()
+    return lambda stack: node_volumes.remove(stack, hosts, connect, here)
 
 
 def _status(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> int:

@@ -524,6 +524,7 @@ def _tar(mounts: list[Mount]) -> bytes:
 ENGINE_TIMEOUT_S = 60
 PROBE_TIMEOUT_S = 20  # a host whose engine does not answer `docker info` in this time counts as unreachable
 IMAGE_COPY_TIMEOUT_S = 1800  # every image of the platform (a few GB) from one engine to another, over SSH
+VOLUME_RELEASE_TIMEOUT_S = 90  # a removed stack's containers on a host stop within this (as teardown waits here)
 
 
 class EngineError(Exception):
@@ -563,6 +564,7 @@ class Engine(Protocol):
     def images(self) -> set[str]: ...
     def service_images(self, name_prefix: str) -> set[str]: ...
     def load_from(self, refs: list[str], source: str | None) -> None: ...
+    def remove_volumes(self, stack: str) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -635,6 +637,23 @@ class RemoteEngine:
 
     def load_from(self, refs: list[str], source: str | None) -> None:
         copy_images(refs, source, self.url)
+
+    def remove_volumes(self, stack: str) -> list[str]:
+        """The stack's volumes on this host, once its containers are gone (a removed task's stops a moment after
+        the stack; the exited ones of finished jobs stay until removed, and hold their volumes); their names."""
+        label = f"label={NAMESPACE_LABEL}={stack}"
+        deadline = time.monotonic() + VOLUME_RELEASE_TIMEOUT_S
+        while self._docker("container", "ls", "--quiet", "--filter", label):
+            if time.monotonic() > deadline:
+                raise EngineError(f"{stack}'s containers still run after {VOLUME_RELEASE_TIMEOUT_S} s")
+            time.sleep(1)
+        exited = self._docker("container", "ls", "--all", "--quiet", "--filter", label).split()
+        if exited:
+            self._docker("container", "rm", "--force", *exited)
+        volumes = self._docker("volume", "ls", "--quiet", "--filter", label).split()
+        if volumes:
+            self._docker("volume", "rm", *volumes)
+        return volumes
 
 
 def copy_images(refs: list[str], source: str | None, target: str, timeout: float = IMAGE_COPY_TIMEOUT_S) -> None:

@@ -4,6 +4,7 @@ prefix owns."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from stack import components, names
 from stack.apply import forget
@@ -14,7 +15,17 @@ from stack.swarm import Swarm
 REMOVAL_TIMEOUT_S = 90
 
 
-def down(swarm: Swarm, settings: Settings, selected: list[str], volumes: bool, poll_s: float = 0.5) -> None:
+def down(
+    swarm: Swarm,
+    settings: Settings,
+    selected: list[str],
+    volumes: bool,
+    poll_s: float = 0.5,
+    elsewhere: Callable[[str], list[str]] | None = None,
+) -> list[str]:
+    """Remove the stacks (and with `volumes` their volumes here, and on the other nodes through `elsewhere`);
+    returns the problems of nodes whose volumes stayed, already said."""
+    problems: list[str] = []
     for component in reversed(components.deploy_order(selected)):
         stack_name = names.stack(settings.prefix, component)
         with step(f"removing {component} (stack {stack_name})"):
@@ -27,6 +38,9 @@ def down(swarm: Swarm, settings: Settings, selected: list[str], volumes: bool, p
             forget(swarm, settings.prefix, component)
             if volumes:
                 swarm.remove_volumes(stack_name)
+                if elsewhere is not None:
+                    problems += elsewhere(stack_name)
+    return problems
 
 
 def purge(swarm: Swarm, settings: Settings, keep: set[str] = frozenset()) -> None:

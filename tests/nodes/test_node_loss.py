@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from stack import http
-from tests.nodes.simulated import PlatformOnNodes, SimulatedNodes, platform_on_nodes, simulated_nodes
+from tests.nodes.simulated import DEPLOY_USER, PlatformOnNodes, SimulatedNodes, platform_on_nodes, simulated_nodes
 from tests.poller import Poller
 
 PREFIX = "nodeloss"
@@ -41,7 +41,7 @@ def platform(sim: SimulatedNodes, tmp_path_factory: pytest.TempPathFactory) -> I
     print(f"\ncold up of postgres, db_connect x3 and the webserver on 3 nodes: {time.monotonic() - started:.1f} s")
     assert result.returncode == 0, result.stderr[-4000:]
     yield platform
-    platform.deploy("down", "--purge")
+    platform.deploy("down", "--purge", "--hosts", str(platform.hosts), "--ssh-user", DEPLOY_USER)
 
 
 def services(platform: PlatformOnNodes) -> dict[str, dict]:

@@ -247,7 +247,7 @@ def postgres_platform(sim: SimulatedNodes, tmp_path_factory: pytest.TempPathFact
     """A platform of Postgres alone (prefix `nodeimages`) on every node the module's swarm has by now."""
     platform = platform_on_nodes(sim, tmp_path_factory.mktemp("platform"), "nodeimages", ["postgres"])
     yield platform
-    platform.deploy("down", "--purge")
+    platform.deploy("down", "--purge", "--hosts", str(platform.hosts), "--ssh-user", DEPLOY_USER)
 
 
 def holds(node: Node, ref: str) -> bool:
@@ -290,3 +290,23 @@ def test_nodes_gives_a_node_that_lacks_them_the_images_the_platform_runs(
     assert all(holds(worker, ref) for ref in postgres_platform.refs)
     copied = [line for line in result.stderr.splitlines() if "copying" in line]
     assert len(copied) == 1 and copied[0].startswith("→ worker-3:"), result.stderr
+
+
+def test_down_volumes_needs_the_hosts_list_and_then_removes_the_volumes_on_every_node(
+    sim: SimulatedNodes, postgres_platform: PlatformOnNodes
+) -> None:
+    """A volume lives on the node whose task made it: here one on a worker, as a broker's would be."""
+    stack = "nodeimages_postgres"
+    worker = sim.nodes["worker-1"]
+    worker.docker("volume", "create", "--label", f"com.docker.stack.namespace={stack}", f"{stack}_elsewhere")
+    refused = postgres_platform.deploy("down", "--volumes")
+    assert refused.returncode == 2 and "--hosts hosts.json" in refused.stderr, refused.stderr
+    assert stack in postgres_platform.manager.docker("stack", "ls"), "refused before anything was removed"
+    hosts = ["--hosts", str(postgres_platform.hosts), "--ssh-user", DEPLOY_USER]
+    done = postgres_platform.deploy("down", "--volumes", *hosts)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"worker-1: removed volume(s) {stack}_elsewhere" in done.stderr
+    for name, node in sim.nodes.items():
+        assert node.docker("volume", "ls", "--quiet", "--filter", f"label=com.docker.stack.namespace={stack}") == "", (
+            name
+        )

@@ -32,10 +32,24 @@ def test_a_component_taken_out_of_the_config_can_still_be_taken_down(
 ) -> None:
     removed: list[list[str]] = []
     monkeypatch.setattr(cli, "connect", FakeSwarm)
-    monkeypatch.setattr(teardown, "down", lambda _swarm, _settings, selected, volumes: removed.append(selected))
+    monkeypatch.setattr(teardown, "down", lambda _swarm, _settings, selected, **_: removed.append(selected) or [])
     monkeypatch.setenv("SAWMILL_COMPONENTS", "postgres,db_connect")
     assert cli.main(["down", "kafka"]) == 0
     assert removed == [["kafka"]]
+
+
+def test_down_volumes_on_several_nodes_without_the_hosts_list_is_refused_before_anything_is_removed(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    swarm = FakeSwarm()
+    swarm.nodes = [{}, {}, {}]
+    monkeypatch.setattr(cli, "connect", lambda: swarm)
+    monkeypatch.setattr(teardown, "down", touching_nothing)
+    monkeypatch.setattr(teardown, "purge", touching_nothing)
+    for flag in ("--volumes", "--purge"):
+        assert cli.main(["down", flag]) == 2
+        assert "this swarm has 3 nodes" in capsys.readouterr().err
+    assert swarm.calls == []
 
 
 def test_the_purge_help_says_it_deletes_the_data(capsys: pytest.CaptureFixture[str]) -> None:

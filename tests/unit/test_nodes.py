@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stack import cli, node_images, nodes
+from stack import cli, node_images, node_volumes, nodes
 from stack.config import ConfigError
 from stack.swarm import EngineError, EngineState, NodeState
 
@@ -90,6 +90,11 @@ class FakeEngine:
         self._reach()
         self.cluster.calls.append(f"load {self.host.name} {' '.join(refs)} from {source}")
         self.held |= set(refs)
+
+    def remove_volumes(self, stack: str) -> list[str]:
+        self._reach()
+        self.cluster.calls.append(f"remove volumes {self.host.name} {stack}")
+        return [f"{stack}_data"]
 
 
 def hosts(*specs: tuple[str, str]) -> list[nodes.Host]:
@@ -259,3 +264,19 @@ def test_a_node_that_cannot_take_the_images_is_reported_and_the_others_get_them(
     ]
     assert [c for c in cluster.calls if c.startswith("load")] == ["load w2 sawmill/a:1 from None"]
     assert "! w1: images not copied" in capsys.readouterr().err
+
+
+def test_down_volumes_removes_each_other_nodes_volumes_and_reports_one_it_cannot_reach(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cluster, fakes = engines(THREE)
+    run(THREE, fakes)
+    fakes["w2"].down = True
+    problems = node_volumes.remove("sawmill_kafka", THREE, lambda h: fakes[h.name], source_node="m1")
+    assert [c for c in cluster.calls if c.startswith("remove")] == ["remove volumes w1 sawmill_kafka"]
+    assert problems == [
+        "w2: volumes of sawmill_kafka not removed (ssh: connect to host: No route to host); remove them there:"
+        " docker volume ls"
+    ]
+    said = capsys.readouterr().err
+    assert "w1: removed volume(s) sawmill_kafka_data" in said and "! w2: volumes of sawmill_kafka not removed" in said
