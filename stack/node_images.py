@@ -10,13 +10,10 @@ a node that joins later or comes back. Why not a registry: README, "Several node
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
-from stack.nodes import Host
+from stack.nodes import Host, on_other_hosts
 from stack.progress import say
 from stack.swarm import Engine, EngineError
-
-PARALLEL_HOSTS = 4
 
 
 def ship(refs: list[str], hosts: list[Host], connect: Callable[[Host], Engine], source: str | None,
@@ -26,24 +23,20 @@ def ship(refs: list[str], hosts: list[Host], connect: Callable[[Host], Engine], 
     if not refs:
         return []
 
-    def fill(host: Host) -> str | None:
-        try:
-            engine = connect(host)
-            if source_node is not None and engine.state().node_id == source_node:
-                return None
-            missing = sorted(set(refs) - engine.images())
-            if missing:
-                say(f"→ {host.name}: copying {len(missing)} image(s) it lacks: {', '.join(missing)}")
-                engine.load_from(missing, source)
-                say(f"✓ {host.name}: has every image")
-        except EngineError as exc:
-            problem = f"{host.name}: images not copied ({exc}); a task placed there cannot start until they are"
-            say(f"! {problem}")
-            return problem
-        return None
+    def fill(host: Host, engine: Engine) -> None:
+        missing = sorted(set(refs) - engine.images())
+        if missing:
+            say(f"→ {host.name}: copying {len(missing)} image(s) it lacks: {', '.join(missing)}")
+            engine.load_from(missing, source)
+            say(f"✓ {host.name}: has every image")
 
-    with ThreadPoolExecutor(max_workers=PARALLEL_HOSTS) as pool:
-        return [problem for problem in pool.map(fill, hosts) if problem]
+    return on_other_hosts(
+        hosts,
+        connect,
+        source_node,
+        fill,
+        lambda host, exc: f"{host.name}: images not copied ({exc}); a task placed there cannot start until they are",
+    )
 
 
 def ship_running(manager: Engine, source: str, source_node: str | None, name_prefix: str, hosts: list[Host],

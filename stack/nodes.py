@@ -26,6 +26,7 @@ from stack.progress import say
 from stack.swarm import Engine, EngineError, EngineState, NodeState
 
 READY_TIMEOUT_S = 60
+PARALLEL_HOSTS = 4  # hosts an image copy or a volume removal works on at once (each a stream over SSH)
 
 
 class Host(BaseModel):
@@ -282,3 +283,29 @@ def report(outcome: Outcome, hosts_file: Path, seconds: float) -> None:
     else:
         say(f"nothing to change: the swarm already matches {hosts_file} (checked in {seconds:.1f} s)")
     print(table(outcome.rows))
+
+
+def on_other_hosts(
+    hosts: list[Host],
+    connect: Callable[[Host], Engine],
+    source_node: str | None,
+    act: Callable[[Host, Engine], None],
+    failed: Callable[[Host, EngineError], str],
+) -> list[str]:
+    """`act` on the engine of every host but `source_node`'s (which the caller's own engine covers), a few hosts
+    at a time; returns one problem per host it failed on, worded by `failed` and already said."""
+
+    def one(host: Host) -> str | None:
+        try:
+            engine = connect(host)
+            if source_node is not None and engine.state().node_id == source_node:
+                return None
+            act(host, engine)
+        except EngineError as exc:
+            problem = failed(host, exc)
+            say(f"! {problem}")
+            return problem
+        return None
+
+    with ThreadPoolExecutor(max_workers=PARALLEL_HOSTS) as pool:
+        return [problem for problem in pool.map(one, hosts) if problem]
