@@ -31,6 +31,11 @@ HOST_METRICS_FIELDS: dict[str, FieldType] = {
 }
 
 
+def broker_label(i: int) -> str:
+    """The node label (after `<prefix>.`) that keeps broker i on the node holding its log's volume."""
+    return f"kafka-broker-{i}"
+
+
 class KafkaTopic(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -122,7 +127,7 @@ COMPONENT = Component(
     database=True,
     warehouse="writer",
     config_files=("console.yml",),
-    pinned=True,
+    pins=lambda s: tuple(broker_label(i) for i in range(s.kafka.brokers)),  # each broker where its log is
     settings=Settings,
     db_connections=lambda s: sum(sink.replicas for sink in s.kafka.sinks) * CONNECTIONS_PER_SINK_REPLICA,
 )

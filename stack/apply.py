@@ -20,7 +20,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from stack import acme, certs, components, drift, images, names, secrets
+from stack import acme, certs, components, drift, images, names, placement, secrets
 from stack.component import Check
 from stack.config import Settings
 from stack.plan import ComponentPlan, Plan, htpasswd_secret, write_plan
@@ -90,7 +90,7 @@ def apply(
             " (see sawmill.example.toml)"
         )
     built = sorted({r.ref for cp in chosen for r in cp.images if r.local_build and r.ref})
-    if ship is None and built and (count := len(swarm.node_labels())) > 1:
+    if ship is None and built and (count := len(swarm.nodes())) > 1:
         raise DeployError(
             f"this swarm has {count} nodes, and the images `up` builds would exist on this one only: a task placed"
             " on another could not start. Give `up` the hosts list `deploy.py nodes` uses (--hosts hosts.json):"
@@ -245,11 +245,13 @@ def _prepare(swarm: Swarm, plan: Plan, selected: list[str]) -> None:
                     source = names.secret(settings.prefix, c.route.basic_auth)
                     password = created.get(source) or _read(swarm, settings, source)
                     swarm.create_secret(derived, secrets.htpasswd(password), labels)
-        present = {label for node in swarm.node_labels() for label in node}
-        for name in selected:
-            label = names.node_label(settings.prefix, name)
-            if known[name].pinned and label not in present:
-                swarm.label_this_node(label)  # the first time; later runs keep wherever its volume lives
+        wanted = [[names.node_label(settings.prefix, pin) for pin in pins(settings)]
+                  for name in selected if (pins := known[name].pins)]  # fmt: skip
+        nodes = swarm.nodes()
+        for label, node_id in placement.place(wanted, nodes, swarm.this_node()).items():
+            swarm.label_node(node_id, label)  # the first time; later runs keep it where its volume lives
+            if len(nodes) > 1:
+                say(f"  labelled node {next(n.hostname for n in nodes if n.id == node_id)} {label}")
 
 
 def _read(swarm: Swarm, settings: Settings, secret: str) -> bytes:

@@ -371,7 +371,7 @@ def _volume_remover(swarm: Swarm, args: argparse.Namespace) -> Callable[[str], l
     """What removes a stack's volumes on the swarm's other nodes (from the hosts list); on a swarm of several
     nodes without the list, a ConfigError before anything is removed: this command reaches one node's volumes."""
     if args.hosts is None:
-        if (count := len(swarm.node_labels())) > 1:
+        if (count := len(swarm.nodes())) > 1:
             raise ConfigError(
                 f"this swarm has {count} nodes, and a volume lives on the node whose task made it: this command"
                 " reaches one of them. Give `down` the hosts list `nodes` uses (--hosts hosts.json) to remove the"

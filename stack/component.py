@@ -79,8 +79,10 @@ class Component:
     request_roles: tuple[str, ...] = ()  # roles its clients' requests run as (the database makes them)
     config_files: tuple[str, ...] = ()  # templates rendered beside the stack file (sub-folders allowed)
     checks: tuple[Check, ...] = ()  # run on its rendered files before its stack deploys
-    pinned: bool = False  # runs on the node labelled for it: stateful ones where their volumes are, an entrance
-    # where DNS points (`up` labels its DOCKER_HOST's node the first time; `nodes` sets labels from the list)
+    # the node labels (after `<prefix>.`) its services are pinned to, from the settings: stateful ones where their
+    # volumes are, an entrance where DNS points (`up` places a missing one, stack/placement.py; `nodes` sets them
+    # from the hosts list); its templates constrain each service with `node_label(<label>)`
+    pins: Callable[[Any], tuple[str, ...]] | None = None
     settings: type[BaseModel] | None = None  # its section of the settings, `[<name>]` in sawmill.toml
     db_connections: Callable[[Any], int] | None = None  # Postgres connections it may hold, from the settings
     db_capacity: Callable[[Any], int] | None = None  # the database server: connections it offers to the others

@@ -22,9 +22,9 @@ def network(prefix: str) -> str:
     return f"{prefix}_net"
 
 
-def node_label(prefix: str, component: str) -> str:
-    """The node label that pins a stateful component to the node holding its volume."""
-    return f"{prefix}.{component}"
+def node_label(prefix: str, pin: str) -> str:
+    """The node label that keeps a stateful service on the node holding its volume (a component's `pins`)."""
+    return f"{prefix}.{pin}"
 
 
 PREFIX_LABEL = "sawmill.prefix"

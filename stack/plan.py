@@ -266,7 +266,7 @@ def _context(
         "image": {name: ref.ref for name, ref in refs.items()},
         "secret": lambda short: names.secret(prefix, short),
         "service": lambda component, name: names.service(prefix, component, name),
-        "node_label": lambda component: names.node_label(prefix, component),
+        "node_label": lambda pin: names.node_label(prefix, pin),
         "tls": tls,
         "hosts": settings.hosts,
         "routes": list(routes),

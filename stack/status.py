@@ -23,13 +23,19 @@ class Row:
 
 def render(swarm: Swarm, settings: Settings) -> str:
     """The table, with the nodes each service runs on when the swarm has more than one."""
-    return table(rows(swarm, settings), nodes=len(swarm.node_labels()) > 1)
+    hosts = host_names(swarm)
+    return table(rows(swarm, settings, hosts), nodes=len(hosts) > 1)
 
 
-def rows(swarm: Swarm, settings: Settings) -> list[Row]:
+def host_names(swarm: Swarm) -> dict[str, str]:
+    """Each node's host name by its ID."""
+    return {node.id: node.hostname for node in swarm.nodes()}
+
+
+def rows(swarm: Swarm, settings: Settings, hosts: dict[str, str]) -> list[Row]:
+    """One per service (or per component not deployed); `hosts` names the nodes by ID."""
     result = []
     addresses = plan.addresses(settings)
-    hosts = swarm.node_names()
     for name in settings.components:
         component = components.known()[name]
         services = swarm.services(names.stack(settings.prefix, name))
@@ -61,7 +67,7 @@ def _row(component: str, service: ServiceState, url: str, on: str) -> Row:
 
 def as_json(swarm: Swarm, settings: Settings) -> dict[str, object]:
     ca = certs.ca_path(settings)
-    services = rows(swarm, settings)
+    services = rows(swarm, settings, host_names(swarm))
     return {
         "domain": settings.domain,
         "prefix": settings.prefix,

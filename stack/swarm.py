@@ -108,12 +108,11 @@ class Swarm(Protocol):
     def create_config(self, name: str, data: bytes, labels: dict[str, str]) -> None: ...
     def remove_configs(self, names: list[str]) -> None: ...
 
-    def node_labels(self) -> list[dict[str, str]]: ...
+    def nodes(self) -> list[NodeState]: ...
     def this_node(self) -> str: ...
-    def label_this_node(self, label: str) -> None: ...
+    def label_node(self, node_id: str, label: str) -> None: ...
     def remove_node_labels(self, starting: str) -> None: ...
     def node_memory(self) -> list[int]: ...
-    def node_names(self) -> dict[str, str]: ...
 
     def image_exists(self, ref: str) -> bool: ...
     def build(self, ref: str, context: Path, build_args: dict[str, str]) -> None: ...
@@ -303,11 +302,14 @@ class DockerSwarm:
             self._node_id = docker.info().swarm.node_id
         return self._node_id
 
-    def node_labels(self) -> list[dict[str, str]]:
-        return [dict(node.spec.labels or {}) for node in docker.node.list()]
+    def nodes(self) -> list[NodeState]:
+        listed = subprocess.run(["docker", "node", "ls", "--quiet"], capture_output=True, text=True, check=True)
+        ids = listed.stdout.split()
+        inspected = subprocess.run(["docker", "node", "inspect", *ids], capture_output=True, text=True, check=True)
+        return [_node_state(raw) for raw in json.loads(inspected.stdout)]
 
-    def label_this_node(self, label: str) -> None:
-        docker.node.update(self.this_node(), labels_add={label: "true"})
+    def label_node(self, node_id: str, label: str) -> None:
+        docker.node.update(node_id, labels_add={label: "true"})
 
     def remove_node_labels(self, starting: str) -> None:
         for node in docker.node.list():
@@ -317,12 +319,6 @@ class DockerSwarm:
 
     def node_memory(self) -> list[int]:
         return [int(node.description.resources.memory_bytes) for node in docker.node.list()]
-
-    def node_names(self) -> dict[str, str]:
-        """Host name by node ID."""
-        listed = subprocess.run(["docker", "node", "ls", "--format", "{{.ID}} {{.Hostname}}"], capture_output=True,
-                                text=True, check=True).stdout  # fmt: skip
-        return dict(line.split(" ", 1) for line in listed.splitlines() if " " in line)
 
     # --- images ---
     def image_exists(self, ref: str) -> bool:
@@ -550,6 +546,10 @@ class NodeState:
     status: str  # "ready", "down", "unknown", "disconnected"
     availability: str  # "active", "pause", "drain"
     labels: dict[str, str]
+
+    @property
+    def takes_tasks(self) -> bool:
+        return self.status == "ready" and self.availability == "active"
 
 
 class Engine(Protocol):

@@ -25,7 +25,7 @@ COMPONENT = Component(
     ),
     route=Route(""),
     entrance=True,
-    pinned=True,  # the door publishes the ports on the node labelled for it: where the domain's DNS points
+    pins=lambda _: ("webserver",),  # the door publishes the ports on the node labelled for it: where DNS points
     acme_service="acme",
     config_files=("nginx.conf", "index.html", "door.conf", "acme-ca.pem"),
     checks=(

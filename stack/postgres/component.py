@@ -28,7 +28,7 @@ COMPONENT = Component(
     images=(Image("postgres", HERE, registry="postgres:15.13-bookworm"),),
     secrets=("postgres_password",),
     config_files=("init.sh",),
-    pinned=True,
+    pins=lambda _: ("postgres",),
     settings=Settings,
     db_capacity=lambda s: s.postgres.max_connections - RESERVED_CONNECTIONS,
 )

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import yaml
 
-from stack.swarm import NAMESPACE_LABEL, AlreadyExists, CheckFailed, Config, LiveSpec, Mount, ServiceState
+from stack.swarm import NAMESPACE_LABEL, AlreadyExists, CheckFailed, Config, LiveSpec, Mount, NodeState, ServiceState
+
+
+def fake_node(i: int) -> NodeState:
+    return NodeState(
+        f"node-{i}", f"host-{i}", f"10.0.0.{i + 2}", "manager" if i == 0 else "worker", "ready", "active", {}
+    )
 
 
 def _now() -> dt.datetime:
@@ -27,7 +33,7 @@ class FakeSwarm:
     secret_values: dict[str, bytes] = field(default_factory=dict)
     secret_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     config_store: dict[str, Config] = field(default_factory=dict)
-    nodes: list[dict[str, str]] = field(default_factory=lambda: [{}])
+    node_states: list[NodeState] = field(default_factory=lambda: [fake_node(0)])
     memory: list[int] = field(default_factory=lambda: [24 * 2**30])
     images: set[str] = field(default_factory=set)
     stacks: dict[str, dict[str, ServiceState]] = field(default_factory=dict)
@@ -92,26 +98,26 @@ class FakeSwarm:
             del self.config_store[name]
 
     # --- nodes ---
-    def node_labels(self) -> list[dict[str, str]]:
-        return self.nodes
+    def add_nodes(self, count: int) -> None:
+        self.node_states += [fake_node(len(self.node_states) + i) for i in range(count)]
+
+    def nodes(self) -> list[NodeState]:
+        return self.node_states
 
     def this_node(self) -> str:
         return "node-0"
 
-    def label_this_node(self, label: str) -> None:
-        self.calls.append(("label_node", label))
-        self.nodes[0][label] = "true"
+    def label_node(self, node_id: str, label: str) -> None:
+        self.calls.append(("label_node", node_id, label))
+        next(n for n in self.node_states if n.id == node_id).labels[label] = "true"
 
     def remove_node_labels(self, starting: str) -> None:
-        for node in self.nodes:
-            for key in [k for k in node if k.startswith(starting)]:
-                del node[key]
+        for node in self.node_states:
+            for key in [k for k in node.labels if k.startswith(starting)]:
+                del node.labels[key]
 
     def node_memory(self) -> list[int]:
         return self.memory
-
-    def node_names(self) -> dict[str, str]:
-        return {f"node-{i}": f"host-{i}" for i in range(len(self.nodes))}
 
     # --- images ---
     def image_exists(self, ref: str) -> bool:

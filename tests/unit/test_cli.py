@@ -42,7 +42,7 @@ def test_down_volumes_on_several_nodes_without_the_hosts_list_is_refused_before_
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     swarm = FakeSwarm()
-    swarm.nodes = [{}, {}, {}]
+    swarm.add_nodes(2)
     monkeypatch.setattr(cli, "connect", lambda: swarm)
     monkeypatch.setattr(teardown, "down", touching_nothing)
     monkeypatch.setattr(teardown, "purge", touching_nothing)

@@ -152,14 +152,14 @@ def test_a_memory_limit_no_node_has_is_refused_before_anything_changes(swarm: Fa
 def test_a_swarm_of_several_nodes_without_the_hosts_list_is_refused_before_anything_changes(
     swarm: FakeSwarm,
 ) -> None:
-    swarm.nodes = [{}, {}, {}]
+    swarm.add_nodes(2)
     with pytest.raises(DeployError, match=r"this swarm has 3 nodes.*--hosts hosts.json"):
         up(swarm)
     assert swarm.calls == []
 
 
 def test_the_images_built_here_are_shipped_to_the_other_nodes_before_any_stack_deploys(swarm: FakeSwarm) -> None:
-    swarm.nodes = [{}, {}]
+    swarm.add_nodes(1)
     shipped: list[list[str]] = []
     the_plan = plan.make_plan(load_settings())
     apply.apply(swarm, the_plan, the_plan.settings.components, no_route_check, poll_s=0.001,
@@ -335,7 +335,7 @@ def test_down_goes_in_reverse_deploy_order(swarm: FakeSwarm) -> None:
 def test_status_names_the_nodes_each_service_runs_on_once_the_swarm_has_several(swarm: FakeSwarm) -> None:
     up(swarm)
     assert "NODES" not in status.render(swarm, load_settings())  # one node: nothing to tell apart
-    swarm.nodes.append({})
+    swarm.add_nodes(1)
     header, *lines = status.render(swarm, load_settings()).splitlines()
     assert header.split() == ["COMPONENT", "SERVICE", "REPLICAS", "HEALTH", "NODES", "URL"]
     by_service = {tuple(line.split()[:2]): line.split() for line in lines}
@@ -345,7 +345,7 @@ def test_status_names_the_nodes_each_service_runs_on_once_the_swarm_has_several(
 
 def test_status_gives_the_url_to_the_service_it_reaches_and_says_what_is_not_served(swarm: FakeSwarm) -> None:
     up(swarm)
-    rows = {(r.component, r.service): r for r in status.rows(swarm, load_settings())}
+    rows = {(r.component, r.service): r for r in status.rows(swarm, load_settings(), status.host_names(swarm))}
     assert rows[("db_connect", "api")].url == "https://api.localhost/"
     assert rows[("airflow", "api-server")].url == "https://schedule.localhost/"
     assert rows[("airflow", "scheduler")].url == "-"
@@ -438,3 +438,19 @@ def test_plan_says_what_up_would_do_and_changes_nothing(
     assert "db_connect: changed by hand since it was deployed; `up` puts it back:\n  api: replicas 1 running" in shown
     assert "kafka: changes" in shown and "-Xmx1024m" in shown
     assert swarm.calls == []
+
+
+def test_up_places_each_missing_pin_once_and_then_leaves_the_labels_where_they_are(swarm: FakeSwarm) -> None:
+    swarm.add_nodes(2)
+    the_plan = plan.make_plan(load_settings(kafka={"brokers": 3}))
+
+    def up_on_three_nodes() -> dict[str, str]:
+        """The labels `up` set, each with the node it went on."""
+        swarm.calls.clear()
+        apply.apply(swarm, the_plan, the_plan.settings.components, no_route_check, poll_s=0.001, ship=lambda _: None)
+        return {label: node for kind, *args in swarm.calls if kind == "label_node" for node, label in [args]}
+
+    placed = up_on_three_nodes()
+    assert sorted(node for label, node in placed.items() if "kafka-broker" in label) == ["node-0", "node-1", "node-2"]
+    assert placed["sawmill.postgres"] == placed["sawmill.webserver"] == "node-0"  # where `up` talks
+    assert up_on_three_nodes() == {}

@@ -27,7 +27,7 @@ def test_one_broker_by_default_is_its_own_controller_on_the_overlay_network_only
     assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://sawmill_kafka_broker-0:9092"
     assert "ports" not in broker
     assert broker["volumes"] == ["data-0:/var/lib/kafka/data"]
-    assert broker["deploy"]["placement"]["constraints"] == ["node.labels.sawmill.kafka == true"]
+    assert broker["deploy"]["placement"]["constraints"] == ["node.labels.sawmill.kafka-broker-0 == true"]
     assert console == {"kafka": {"brokers": ["sawmill_kafka_broker-0:9092"]}, "server": {"listenPort": 8080}}
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 
-from stack import certs, plan
+from stack import certs, components, names, plan
 from stack.config import load_settings
 
 
@@ -84,6 +84,28 @@ def test_postgres_is_pinned_to_the_node_holding_its_volume(rendered: plan.Plan) 
     server = stack_of(rendered, "postgres")["services"]["server"]
     assert server["deploy"]["placement"]["constraints"] == ["node.labels.sawmill.postgres == true"]
     assert "data:/var/lib/postgresql/data" in server["volumes"]
+
+
+def test_every_pinned_service_is_constrained_to_a_label_its_component_pins(isolated_env: Path) -> None:
+    """`up` places exactly the labels a component declares; a constraint on any other would never be met."""
+    settings = load_settings(kafka={"brokers": 3})
+    the_plan = plan.make_plan(settings)
+    for cp in the_plan.components:
+        pins = components.known()[cp.name].pins
+        declared = {
+            f"node.labels.{names.node_label('sawmill', pin)} == true" for pin in (pins(settings) if pins else ())
+        }
+        constrained = {
+            constraint
+            for service in stack_of(the_plan, cp.name)["services"].values()
+            for constraint in service.get("deploy", {}).get("placement", {}).get("constraints", [])
+            if constraint.startswith("node.labels.")
+        }
+        assert constrained == declared, cp.name
+    brokers = stack_of(the_plan, "kafka")["services"]
+    assert [brokers[f"broker-{i}"]["deploy"]["placement"]["constraints"] for i in range(3)] == [
+        [f"node.labels.sawmill.kafka-broker-{i} == true"] for i in range(3)
+    ]
 
 
 def test_the_door_and_nginx_run_on_the_node_labelled_as_the_entrance(rendered: plan.Plan) -> None:

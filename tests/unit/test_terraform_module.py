@@ -240,7 +240,7 @@ def test_the_data_volume_is_attached_to_the_node_labelled_for_postgres_and_kafka
     assert "volume_ids" not in worker
     # the same node gets the labels that pin Postgres and Kafka, and the user data that mounts the volume
     labels = module["locals"]["data_node_labels"]
-    assert {"${var.prefix}.postgres", "${var.prefix}.kafka"} <= set(labels)
+    assert {"${var.prefix}.postgres", "${var.prefix}.kafka-broker-0"} <= set(labels)
     hosts = module["output"]["hosts"]["value"]
     assert "if i == local.data_node_index" in hosts
     assert "count.index == local.data_node_index ? module.data_node_user_data.user_data" in manager["user_data"]
@@ -314,7 +314,7 @@ def test_deploy_py_nodes_reads_the_documented_hosts_list_and_its_labels_are_the_
         ("sawmill-manager-1", "10.118.0.2", "203.0.113.10", "manager"),
         ("sawmill-worker-1", "10.118.0.3", "203.0.113.11", "worker"),
     ]
-    pinned = {names.node_label("sawmill", c): "true" for c in ("postgres", "kafka", "webserver")}
+    pinned = {names.node_label("sawmill", c): "true" for c in ("postgres", "kafka-broker-0", "webserver")}
     assert pinned.items() <= hosts[0].labels.items()
     labels_in_terraform = load(module_texts())["locals"]["data_node_labels"]
     assert {k.replace("${var.prefix}", "sawmill") for k in labels_in_terraform} >= set(pinned)

@@ -6,9 +6,9 @@ locals {
   # The first manager holds the data volume, the entrance (DNS points at it) and the stateful services.
   data_node_index = 0
   data_node_labels = {
-    "${var.prefix}.postgres"  = "true"
-    "${var.prefix}.kafka"     = "true"
-    "${var.prefix}.webserver" = "true"
+    "${var.prefix}.postgres"       = "true"
+    "${var.prefix}.kafka-broker-0" = "true"
+    "${var.prefix}.webserver"      = "true"
   }
   # DigitalOcean names an attached volume's device after the volume.
   data_device = "/dev/disk/by-id/scsi-0DO_Volume_${var.prefix}-data"
