@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from python_on_whales import docker
 
+from tests import kafka_tools
 from tests.e2e.conftest import PREFIX, Platform, deployed, running_container
 from tests.e2e.test_streaming import row_count
 
@@ -29,21 +30,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         yield platform
 
 
-def kafka_tool(platform: Platform, broker: int, tool: str, *args: str) -> str:
-    """Run one of Kafka's command-line tools inside a broker's container, against that broker."""
+def in_broker(platform: Platform, broker: int) -> kafka_tools.Run:
+    """Runs a command inside a broker's container."""
     container = running_container(f"{platform.prefix}_kafka_broker-{broker}")
-    classpath = "/opt/kafka/libs/*"  # expanded by java itself
-    command = ["java", "-cp", classpath, f"org.apache.kafka.tools.{tool}", "--bootstrap-server", "127.0.0.1:9092"]
-    return str(docker.execute(container, [*command, *args]))
+    return lambda argv: str(docker.execute(container, argv))
 
 
 def quorum(platform: Platform, broker: int) -> tuple[int, list[int]]:
-    """The quorum's leader and its voters, as the given broker sees them."""
-    status = kafka_tool(platform, broker, "MetadataQuorumCommand", "describe", "--status")
-    leader = int(re.search(r"LeaderId:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-    voters_line = re.search(r"CurrentVoters:\s+(.*)", status).group(1)  # type: ignore[union-attr]
-    voters = re.findall(r'"id":\s*(\d+)', voters_line) or re.findall(r"\d+", voters_line)
-    return leader, sorted(int(v) for v in voters)
+    return kafka_tools.quorum(in_broker(platform, broker))
 
 
 def test_three_brokers_form_a_quorum_of_three_voters(cluster: Platform) -> None:
@@ -56,7 +50,7 @@ def test_three_brokers_form_a_quorum_of_three_voters(cluster: Platform) -> None:
 
 
 def test_declared_topics_are_replicated_to_three_brokers(cluster: Platform) -> None:
-    described = kafka_tool(cluster, 0, "TopicCommand", "--describe", "--topic", "host_metrics")
+    described = in_broker(cluster, 0)(kafka_tools.tool("TopicCommand", "--describe", "--topic", "host_metrics"))
     assert "ReplicationFactor: 3" in described
     replicas = re.findall(r"Replicas: ([\d,]+)", described)
     assert replicas and all(sorted(r.split(",")) == ["0", "1", "2"] for r in replicas), described
@@ -86,15 +80,8 @@ def test_the_stream_keeps_flowing_when_the_quorum_leader_stops(cluster: Platform
     assert wait_for(lambda: row_count(cluster) > before, 120), f"no new rows while broker-{leader} is stopped"
 
     docker.service.scale({stopped: 1}, detach=True)
-    assert wait_for(lambda: voter_lag(cluster, survivor, leader) == 0, 180), f"broker-{leader} did not catch up"
 
+    def caught_up() -> bool:
+        return kafka_tools.voter_lag(in_broker(cluster, survivor), leader) == 0
 
-def voter_lag(platform: Platform, asked: int, voter: int) -> int | None:
-    """How far `voter` is behind the quorum's log, as broker `asked` reports it; None while it is not a follower."""
-    table = kafka_tool(platform, asked, "MetadataQuorumCommand", "describe", "--replication").splitlines()
-    header = table[0].split()
-    for line in table[1:]:
-        row = dict(zip(header, line.split(), strict=False))
-        if row.get("NodeId") == str(voter) and row.get("Status") == "Follower":
-            return int(row["Lag"])
-    return None
+    assert wait_for(caught_up, 180), f"broker-{leader} did not catch up"
