@@ -463,7 +463,7 @@ def _in_service(swarm: Swarm, settings: Settings, args: argparse.Namespace) -> i
     # argparse cannot hand on arguments that start with an option: `COMMAND -- --option ...` does
     arguments = args.arguments[1:] if args.arguments[:1] == ["--"] else args.arguments
     try:
-        print(swarm.exec_in(service, [*args.spec.argv, *arguments]))
+        print(swarm.exec_in(service, [*args.spec.argv, *arguments], names.labels(settings.prefix)))
     except LookupError as exc:
         say(f"{exc}; is {args.component} up? try `status`")
         return 1

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from python_on_whales import DockerException, docker
 
@@ -129,7 +129,7 @@ class Swarm(Protocol):
     def service_started(self, service: str) -> dt.datetime | None: ...
     def evidence(self, service: str, since: dt.datetime) -> list[str]: ...
     def logs(self, service: str, tail: int) -> str: ...
-    def exec_in(self, service: str, argv: list[str]) -> str: ...
+    def exec_in(self, service: str, argv: list[str], labels: dict[str, str]) -> str: ...
     def run_check(self, image: str, command: list[str], mounts: list[Mount]) -> None: ...
 
 
@@ -220,38 +220,39 @@ class DockerSwarm:
                 docker.secret.remove(names)
 
     def read_secret(self, name: str, image: str, labels: dict[str, str]) -> bytes:
-        """Through a one-shot service that mounts it (the only way Swarm gives one back).
-
-        The service only sleeps, without a log driver, and the value comes back through `docker exec`: it is in
-        no container log. The task is held to this node, where `docker exec` reaches it.
-        """
+        """Through a one-shot task that mounts it (the only way Swarm gives one back): without a log driver, and
+        the value comes back through `docker exec`, so it is in no container log."""
         if not self.secret_exists(name):
             raise KeyError(name)
-        service = docker.service.create(
-            image,
-            ["sleep", str(SECRET_READ_TIMEOUT_S)],
-            secrets=[{"source": name, "target": "value"}],
-            constraints=[f"node.id=={self.this_node()}"],
-            log_driver="none",
-            restart_condition="none",
-            labels=labels,
-            detach=True,
-        )
+        with self._task_here(image, f"read secret {name}", secrets=[{"source": name, "target": "value"}],
+                             labels=labels) as container:  # fmt: skip
+            command = ["docker", "exec", container, "cat", "/run/secrets/value"]
+            return subprocess.run(command, capture_output=True, check=True).stdout
+
+    @contextmanager
+    def _task_here(self, image: str, purpose: str, **options: Any) -> Iterator[str]:
+        """A one-shot service held to this node (where `docker exec` reaches it) that only sleeps: its running
+        container's ID, the service removed afterwards. `options` are python-on-whales' service options."""
+        service = docker.service.create(image, [str(SECRET_READ_TIMEOUT_S)], entrypoint="sleep", log_driver="none",
+                                        constraints=[f"node.id=={self.this_node()}"], restart_condition="none",
+                                        healthcheck=False, detach=True, **options)  # fmt: skip
         try:
-            deadline = time.monotonic() + SECRET_READ_TIMEOUT_S
-            while time.monotonic() < deadline:
-                tasks = docker.service.ps(service)
-                for task in tasks:
-                    container = task.status.container_status and task.status.container_status.container_id
-                    if task.status.state == "running" and container:
-                        command = ["docker", "exec", container, "cat", "/run/secrets/value"]
-                        return subprocess.run(command, capture_output=True, check=True).stdout
-                if {t.status.state for t in tasks} & {"failed", "rejected", "complete"}:
-                    raise DockerException(["secret reader"], 1, stderr=f"could not read secret {name}".encode())
-                time.sleep(0.3)
-            raise TimeoutError(f"reading secret {name} took longer than {SECRET_READ_TIMEOUT_S} s")
+            yield self._running_container(service.id, purpose)
         finally:
             docker.service.remove(service)
+
+    def _running_container(self, service: str, purpose: str) -> str:
+        deadline = time.monotonic() + SECRET_READ_TIMEOUT_S
+        while time.monotonic() < deadline:
+            tasks = docker.service.ps(service)
+            for task in tasks:
+                container = task.status.container_status and task.status.container_status.container_id
+                if task.status.state == "running" and container:
+                    return container
+            if {t.status.state for t in tasks} & {"failed", "rejected", "complete"}:
+                raise DockerException([purpose], 1, stderr=f"could not {purpose}".encode())
+            time.sleep(0.3)
+        raise TimeoutError(f"{purpose}: no task running after {SECRET_READ_TIMEOUT_S} s")
 
     # --- configs ---
     def configs(self, labels: dict[str, str]) -> list[Config]:
@@ -482,11 +483,25 @@ class DockerSwarm:
             note = f"(docker service logs gave no answer in {SERVICE_LOGS_TIMEOUT_S} s; this node's containers)"
             return "\n".join([note, *lines])
 
-    def exec_in(self, service: str, argv: list[str]) -> str:
+    def exec_in(self, service: str, argv: list[str], labels: dict[str, str]) -> str:
+        """In one of its containers on this node, or else in a task like its own (image, environment, secrets,
+        network; `labels` on it) held to this node for the command: on several nodes its tasks may all run
+        elsewhere, and `docker exec` reaches this node's containers only."""
         found = docker.container.list(filters=[("label", f"com.docker.swarm.service.name={service}")])
-        if not found:
-            raise LookupError(f"no running {service} container on this node")
-        return docker.container.execute(found[0], argv)
+        if found:
+            return docker.container.execute(found[0], argv)
+        argv_inspect = ["docker", "service", "inspect", service]
+        inspected = subprocess.run(argv_inspect, capture_output=True, text=True, timeout=SERVICE_LOGS_TIMEOUT_S)
+        if inspected.returncode != 0:
+            raise LookupError(f"no service {service}")
+        task = json.loads(inspected.stdout)[0]["Spec"]["TaskTemplate"]
+        container_spec = task["ContainerSpec"]
+        secrets = [{"source": s["SecretName"], "target": s["File"]["Name"]} for s in container_spec.get("Secrets", [])]
+        networks = [n["Target"] for n in task.get("Networks", [])]
+        env = dict(e.split("=", 1) for e in container_spec.get("Env", []))
+        with self._task_here(container_spec["Image"], f"run a task of {service}", secrets=secrets, envs=env,
+                             network=networks[0] if networks else None, labels=labels) as container:  # fmt: skip
+            return docker.container.execute(container, argv)
 
     def run_check(self, image: str, command: list[str], mounts: list[Mount]) -> None:
         """Run to its end and raise with its output (`docker run` would pass stderr, where tools like `nginx -t`

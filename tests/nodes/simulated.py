@@ -295,7 +295,8 @@ def platform_on_nodes(sim: SimulatedNodes, work: Path, prefix: str, components: 
         **{f"SAWMILL_{key.upper()}": value for key, value in settings.items()},
     }
     the_plan = plan.make_plan(load_settings(components=components))
-    refs = [r for cp in the_plan.components if cp.name in components for r in cp.images]
+    # (an image no registry here has, such as Kafka's console, has no ref: `up` leaves its service out)
+    refs = [r for cp in the_plan.components if cp.name in components for r in cp.images if r.ref]
     images.ensure(DockerSwarm(), refs)  # on this machine's engine, if an earlier test did not build them already
     manager = sim.nodes["manager-1"]
     for ref in images.with_parents(refs):

@@ -183,11 +183,13 @@ def test_the_lost_worker_comes_back_into_the_swarm_and_its_broker_catches_up(
     broker's task starts there again (its log is there) and follows the quorum, and the platform still answers."""
     manager, lost = sim.nodes["manager-1"], sim.nodes[loss.worker]
     assert manager.docker("node", "inspect", lost.name, "--format", "{{.Status.State}}") == "down"
+    started = time.monotonic()
     lost.start()
-    ready = wait_until(
+    wait_until(
         lambda: manager.docker("node", "inspect", lost.name, "--format", "{{.Status.State}}") == "ready",
         f"{lost.name} ready in the swarm",
     )
+    ready = time.monotonic() - started
     caught_up = wait_until(
         lambda: kafka_tools.voter_lag(in_broker(manager, 0), loss.broker) == 0, f"broker-{loss.broker} caught up"
     )
@@ -206,8 +208,10 @@ def test_every_sample_of_the_metrics_demo_landed_exactly_once_across_the_loss(
     doubled between Kafka and Postgres), each sample's key once (no resend doubled), and the samples of the
     demo's host follow each other at its interval (none lost between the demo and Kafka)."""
     manager = sim.nodes["manager-1"]
-    manager.docker("service", "scale", "--detach", f"{PREFIX}_kafka_metrics-demo=0")
-    wait_until(lambda: not manager.docker("ps", "-q", "--filter", f"name={PREFIX}_kafka_metrics-demo"), "demo stopped")
+    demo = f"{PREFIX}_kafka_metrics-demo"
+    manager.docker("service", "scale", "--detach", f"{demo}=0")
+    wait_until(lambda: "Running" not in manager.docker("service", "ps", demo, "--format", "{{.CurrentState}}"),
+               "the demo stopped on its node")  # fmt: skip
     ends = kafka_tools.end_offsets(in_broker(manager, 0), "host_metrics")
     assert ends and sum(ends.values()) > 0
     wait_until(lambda: rows(platform) >= sum(ends.values()), "the sink drained the topic")
@@ -229,3 +233,25 @@ def test_every_sample_of_the_metrics_demo_landed_exactly_once_across_the_loss(
     samples, widest = gaps.split("|")
     print(f"\n{sum(ends.values())} messages, {samples} samples of {loss.producer}; widest gap {float(widest):.1f} s")
     assert float(widest) < 5 * SAMPLE_EVERY_S, f"samples of {loss.producer} missing: a {widest} s gap"
+
+
+def test_api_keys_work_when_no_db_connect_task_runs_on_the_manager(
+    sim: SimulatedNodes, platform: PlatformOnNodes
+) -> None:
+    """`docker exec` reaches the manager's own containers only: the command then runs in a task made like
+    db_connect's (image, environment, secrets, network), held to the manager, and removed after."""
+    manager = sim.nodes["manager-1"]
+    service = f"{PREFIX}_db_connect_api"
+    manager.docker("service", "update", "--detach", "--constraint-add", "node.role==worker", service)
+    on_manager = ("ps", "--quiet", "--filter", f"label=com.docker.swarm.service.name={service}")
+    wait_until(lambda: not manager.docker(*on_manager), "db_connect's task on the manager gone")
+    created = platform.deploy("api-keys", "create", "--role", "api_reader", "--name", "made-elsewhere")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    cafile = str(platform.hosts.parent / "build" / "ca.crt")
+    read = http.get("api.localhost", 443, "/consumption/host_metrics?limit=1", cafile=cafile,
+                    address=manager.address, headers={"X-API-Key": key})  # fmt: skip
+    assert read.status == 200, read.body
+    assert "made-elsewhere" in platform.deploy("api-keys", "list").stdout
+    leftovers = manager.docker("service", "ls", "--quiet", "--filter", f"label=sawmill.prefix={PREFIX}")
+    assert leftovers == "", "the command's task is removed"

@@ -228,7 +228,7 @@ class FakeSwarm:
     def logs(self, service: str, tail: int) -> str:
         return f"log of {service}"
 
-    def exec_in(self, service: str, argv: list[str]) -> str:
+    def exec_in(self, service: str, argv: list[str], labels: dict[str, str]) -> str:
         self.calls.append(("exec_in", service, tuple(argv)))
         return "ran"
 
