@@ -3,8 +3,8 @@
 A stateful service runs where its volume is: on the node carrying its label (`<prefix>.<label>`). Once set, a label
 stays (moving it would start the service on an empty volume). A label no node carries yet is placed: a component's
 first one on the node `up` talks to (on a single node, all of them), each further one of the same component on the
-node holding fewest of its labels, so that three Kafka brokers on three nodes sit one per node and losing a node
-loses one broker. Nodes that are down, paused or drained take none (a drained manager passes its turn on).
+node holding fewest of its labels, so that three brokers of a cluster on three nodes sit one per node and losing a
+node loses one broker. Nodes that are down, paused or drained take none (a drained manager passes its turn on).
 """
 
 from __future__ import annotations
