@@ -1,6 +1,6 @@
 """Superset in Debian's chromium (headless, driven by selenium): logging in, and opening a dashboard until every
 chart drew its data. Shared by the integration test of the bi image, the end-to-end test on the platform and
-bench/bi.py."""
+bench/bi_dashboards.py."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ dashboards) and the web server's idle memory.
 sawmill.toml; Superset at https://bi.<domain>, the admin password read with `deploy.py secrets show`), loaded
 as it is by everything else it runs: what an analyst sees.
 
-    .venv/bin/python bench/bi.py [--runs 5] [--workers 1]
-    .venv/bin/python bench/bi.py --platform [--runs 5]
+    .venv/bin/python bench/bi_dashboards.py [--runs 5] [--workers 1]
+    .venv/bin/python bench/bi_dashboards.py --platform [--runs 5]
 """
 
 from __future__ import annotations
