@@ -27,7 +27,7 @@ from python_on_whales import DockerException, docker
 from stack.fifo import fifo
 
 NAMESPACE_LABEL = "com.docker.stack.namespace"
-SECRET_READ_TIMEOUT_S = 60
+ONE_SHOT_TASK_S = 60  # how long a task held to this node (reading a secret, a component's command) may live
 SERVICE_LOGS_TIMEOUT_S = 20
 LOG_LINES = 20
 
@@ -233,26 +233,13 @@ class DockerSwarm:
     def _task_here(self, image: str, purpose: str, **options: Any) -> Iterator[str]:
         """A one-shot service held to this node (where `docker exec` reaches it) that only sleeps: its running
         container's ID, the service removed afterwards. `options` are python-on-whales' service options."""
-        service = docker.service.create(image, [str(SECRET_READ_TIMEOUT_S)], entrypoint="sleep", log_driver="none",
+        service = docker.service.create(image, [str(ONE_SHOT_TASK_S)], entrypoint="sleep", log_driver="none",
                                         constraints=[f"node.id=={self.this_node()}"], restart_condition="none",
                                         healthcheck=False, detach=True, **options)  # fmt: skip
         try:
-            yield self._running_container(service.id, purpose)
+            yield _running_container(service.id, purpose)
         finally:
             docker.service.remove(service)
-
-    def _running_container(self, service: str, purpose: str) -> str:
-        deadline = time.monotonic() + SECRET_READ_TIMEOUT_S
-        while time.monotonic() < deadline:
-            tasks = docker.service.ps(service)
-            for task in tasks:
-                container = task.status.container_status and task.status.container_status.container_id
-                if task.status.state == "running" and container:
-                    return container
-            if {t.status.state for t in tasks} & {"failed", "rejected", "complete"}:
-                raise DockerException([purpose], 1, stderr=f"could not {purpose}".encode())
-            time.sleep(0.3)
-        raise TimeoutError(f"{purpose}: no task running after {SECRET_READ_TIMEOUT_S} s")
 
     # --- configs ---
     def configs(self, labels: dict[str, str]) -> list[Config]:
@@ -516,6 +503,21 @@ class DockerSwarm:
                 raise CheckFailed(docker.container.logs(container).strip())
         finally:
             docker.container.remove(container, force=True)
+
+
+def _running_container(service: str, purpose: str) -> str:
+    """The container of a one-shot service's task once it runs; an error if the task ends or never starts."""
+    deadline = time.monotonic() + ONE_SHOT_TASK_S
+    while time.monotonic() < deadline:
+        tasks = docker.service.ps(service)
+        for task in tasks:
+            container = task.status.container_status and task.status.container_status.container_id
+            if task.status.state == "running" and container:
+                return container
+        if {t.status.state for t in tasks} & {"failed", "rejected", "complete"}:
+            raise DockerException([purpose], 1, stderr=f"could not {purpose}".encode())
+        time.sleep(0.3)
+    raise TimeoutError(f"{purpose}: no task running after {ONE_SHOT_TASK_S} s")
 
 
 def _tar(mounts: list[Mount]) -> bytes:
