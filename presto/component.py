@@ -66,6 +66,12 @@ class Settings(BaseModel):
     workers: int = Field(default=0, ge=0, le=50, description="worker nodes; 0: the coordinator runs queries itself")
     heap_mb: int = Field(default=1024, ge=512, le=65536, description="JVM heap of each node (coordinator, workers)")
     query_memory_mb: int = Field(default=512, ge=64, description="memory one query may use on one node")
+    worker_label: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="the workers run only on nodes carrying this label = true (e.g. `compute`, set on the hosts"
+        " list's nodes by `deploy.py nodes`); default: wherever Swarm spreads them",
+    )
     properties: dict[str, str] = Field(
         default_factory=dict,
         description="more config.properties of every node, e.g. 'query.max-execution-time' = '30m'; `up` starts"
@@ -88,6 +94,15 @@ class Settings(BaseModel):
         for catalog, pairs in value.items():
             _check_properties(pairs, MANAGED_KEYS["catalog"], catalog)
         return value
+
+    @model_validator(mode="after")
+    def _label_needs_workers(self) -> Settings:
+        if self.worker_label is not None and self.workers == 0:
+            raise ValueError(
+                f"worker_label: {self.worker_label!r} places workers, and presto.workers is 0 (the coordinator runs"
+                " queries itself); set presto.workers, or remove presto.worker_label"
+            )
+        return self
 
     @model_validator(mode="after")
     def _memory_fits(self) -> Settings:

@@ -1,9 +1,7 @@
 """Presto's workers on several nodes: a coordinator and two workers deployed by `up --hosts` onto three simulated
-hosts land on different nodes (Swarm spreads a service's replicas), find the coordinator across the overlay
-network, and run an analyst's query through nginx, asked with presto-python-client as from a laptop.
-
-Presto is stateless here (no volume, no pin): any node may run it, so what is shown is that Swarm's spread and
-the images `up` copies are enough for a distributed query on nodes the coordinator does not share.
+hosts, the workers held to the two nodes the hosts list labels `compute` (presto.worker_label; Swarm spreads them
+over those), find the coordinator across the overlay network, and run an analyst's query through nginx, asked
+with presto-python-client as from a laptop.
 """
 
 from __future__ import annotations
@@ -19,7 +17,10 @@ import pytest
 from tests.nodes.simulated import DEPLOY_USER, PlatformOnNodes, platform_on_nodes, simulated_nodes
 
 PREFIX = "nodepresto"
-NODES = ("manager-1", "worker-1", "worker-2")
+ROLES = {"manager-1": "manager", "worker-1": "worker", "worker-2": "worker"}
+NODES = tuple(ROLES)
+LABEL = "compute"  # presto.worker_label: the hosts list puts it on the two workers
+LABELLED = ("worker-1", "worker-2")
 WORKERS = 2
 COMPONENTS = ["postgres", "presto", "webserver"]
 READY_TIMEOUT_S = 240
@@ -30,7 +31,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformOnNod
     with simulated_nodes() as sim:
         sim.add(*NODES)
         work = tmp_path_factory.mktemp("platform")
-        platform = platform_on_nodes(sim, work, PREFIX, COMPONENTS, presto__workers=str(WORKERS), presto__heap_mb="768")
+        platform = platform_on_nodes(sim, work, PREFIX, COMPONENTS, presto__workers=str(WORKERS), presto__heap_mb="768",
+                                     presto__worker_label=LABEL)  # fmt: skip
+        sim.hosts_file(platform.hosts, ROLES, {name: {LABEL: "true"} for name in LABELLED})
         formed = platform.deploy("nodes", str(platform.hosts), "--ssh-user", DEPLOY_USER)
         assert formed.returncode == 0, formed.stderr
         started = time.monotonic()
@@ -70,13 +73,12 @@ def query(connection: prestodb.dbapi.Connection, sql: str) -> tuple[list[list[ob
     return rows, cursor.stats["queryId"]
 
 
-def test_the_workers_run_on_two_nodes(platform: PlatformOnNodes) -> None:
+def test_the_workers_run_one_on_each_node_labelled_for_them(platform: PlatformOnNodes) -> None:
     status = platform.deploy("status", "--json", timeout=120)
     assert status.returncode == 0, status.stderr
     rows = {r["service"]: r for r in json.loads(status.stdout)["services"] if r["component"] == "presto"}
     assert rows["worker"]["health"] == "healthy"
-    placed = rows["worker"]["nodes"].split(",")
-    assert len(placed) == WORKERS and len(set(placed)) == WORKERS and set(placed) <= set(NODES), placed
+    assert sorted(rows["worker"]["nodes"].split(",")) == sorted(LABELLED)  # one on each labelled node
 
 
 def test_a_query_through_nginx_runs_on_the_workers_of_both_nodes(presto: prestodb.dbapi.Connection) -> None:

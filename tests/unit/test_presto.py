@@ -56,6 +56,21 @@ def test_workers_run_the_queries_and_cluster_memory_grows_with_them(isolated_env
     assert services["worker"]["deploy"]["resources"]["limits"]["memory"] == "2560M"
 
 
+def test_workers_run_only_on_the_nodes_carrying_the_worker_label_when_one_is_given(isolated_env: Path) -> None:
+    spread = yaml.safe_load(presto_files(presto={"workers": 2})["stack.yml"])["services"]["worker"]["deploy"]
+    assert "placement" not in spread  # by default wherever Swarm spreads them
+    held = yaml.safe_load(presto_files(presto={"workers": 2, "worker_label": "compute"})["stack.yml"])
+    assert held["services"]["worker"]["deploy"]["placement"] == {"constraints": ["node.labels.compute == true"]}
+    assert "placement" not in held["services"]["coordinator"]["deploy"]
+
+
+def test_a_worker_label_without_workers_is_a_config_error_naming_both_keys(isolated_env: Path) -> None:
+    with pytest.raises(ConfigError, match=r"presto.worker_label .*'compute'.*presto.workers is 0"):
+        load_settings(presto={"worker_label": "compute"})
+    with pytest.raises(ConfigError, match=r"presto.worker_label"):
+        load_settings(presto={"workers": 1, "worker_label": "compute == true"})
+
+
 def test_the_warehouse_password_comes_from_the_secret_at_start_and_is_in_no_rendered_file(isolated_env: Path) -> None:
     files = presto_files()
     assert properties(files["catalog/warehouse.properties"])["connection-password"] == "${ENV:PRESTO_DB_PASSWORD}"
