@@ -19,7 +19,7 @@ Engine = Literal["metabase", "superset"]
 ENGINES = ("metabase", "superset")
 # The Metabase release the setup client (bi/metabase/setup.py) was written against; keep them in step.
 METABASE_IMAGE = "metabase/metabase:v0.56.9"
-# Superset: gunicorn workers x (pool 2 + overflow 1, superset_config.py), plus the setup job. Metabase: its
+# Superset: gunicorn workers x (a pool of 3, superset_config.py), plus the setup job. Metabase: its
 # application-DB pool and its warehouse pool (both set in the stack). The default platform fits in 90.
 SUPERSET_CONNECTIONS_PER_WORKER = 3
 METABASE_CONNECTIONS = 7

@@ -31,8 +31,10 @@ SQLALCHEMY_DATABASE_URI = URL.create(
     port=int(os.environ.get("SAWMILL_DB_PORT", "5432")),
     database=os.environ.get("SAWMILL_DB_NAME", "bi"),
 ).render_as_string(hide_password=False)
-# At most 3 connections per gunicorn worker (and per setup run): the budget bi declares in bi/component.py.
-SQLALCHEMY_ENGINE_OPTIONS = {"pool_size": 2, "max_overflow": 1, "pool_pre_ping": True}
+# At most 3 connections per gunicorn worker (and per setup run): the budget bi declares in bi/component.py. All 3
+# are kept open: an overflow connection (opened and closed per request) cost a connect and a SCRAM login each
+# time a dashboard's charts asked together (py-spy on a cold load).
+SQLALCHEMY_ENGINE_OPTIONS = {"pool_size": 3, "max_overflow": 0, "pool_pre_ping": True}
 
 # Behind the platform's nginx, which terminates TLS and sets X-Forwarded-*.
 ENABLE_PROXY_FIX = True
