@@ -68,7 +68,7 @@ COMPONENT = Component(
     folder=HERE,
     images=(
         # Superset from PyPI on Sawmill's Python image, in either image mode (no official image is pinned)
-        Image("bi", HERE, parent=PYTHON, used=lambda s: engine(s) == "superset"),
+        Image("bi", HERE / "superset", parent=PYTHON, used=lambda s: engine(s) == "superset"),
         # Metabase: no reachable registry has its artifacts, so no local build (left out in local mode)
         Image("bi", None, registry=METABASE_IMAGE, used=lambda s: engine(s) == "metabase"),
         # Metabase's setup job: a client of its REST API (bi/metabase/setup.py), with Superset's starter
