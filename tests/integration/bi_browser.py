@@ -237,9 +237,14 @@ def open_dashboard(driver: Any, url: str, slug: str, charts: int, timeout: float
     to then, by the page's own clock. The watch runs in the page every 50 ms: a driver polling from outside waits
     for the page's busy main thread on every command, which added up to a second to each figure. An error panel
     fails the test at once."""
+    from selenium.common.exceptions import WebDriverException
+
     driver.get(f"{url}/superset/dashboard/{slug}/")
     driver.set_script_timeout(timeout + 10)
-    seen = driver.execute_async_script(_WATCH_CHARTS, charts, list(ERROR_TEXTS), timeout * 1000)
+    try:
+        seen = driver.execute_async_script(_WATCH_CHARTS, charts, list(ERROR_TEXTS), timeout * 1000)
+    except WebDriverException as error:  # e.g. the page went elsewhere (a login) and took the watch with it
+        pytest.fail(f"dashboard {slug}: the watch in the page ended: {error.msg}; {_page_text(driver, slug)}")
     if "error" in seen:
         pytest.fail(f"dashboard {slug}: {seen['error']!r} on the page: {_page_text(driver, slug)}")
     if "ms" not in seen:
