@@ -235,6 +235,22 @@ def test_pages_let_the_browser_load_nothing_from_outside_the_platform(bi: Bi) ->
     assert {s for v in sources.values() for s in v if not s.startswith("'nonce-")} <= allowed, policy
 
 
+def test_the_login_pages_event_log_beacon_is_refused_without_a_cookie(bi: Bi) -> None:
+    """The login page posts its event log as it is left, beside the login itself. Superset redirected it to the login
+    page, setting an anonymous session cookie on the way; landing after the login's answer, that cookie undid the
+    login. Now refused (401) with no cookie, with or without the login page's anonymous session."""
+    with NO_PROXY.open(f"{bi.url}/login/", timeout=10) as page:
+        anonymous = page.headers["Set-Cookie"].split(";")[0]
+    for headers in ({}, {"Cookie": anonymous}):
+        beacon = urllib.request.Request(
+            f"{bi.url}/superset/log/?explode=events", data=b"events=[]", headers=headers, method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            NO_PROXY.open(beacon, timeout=10)  # urllib follows a redirect: the old answer would not raise
+        assert refused.value.code == 401
+        assert "Set-Cookie" not in refused.value.headers, headers
+
+
 def test_a_second_setup_run_creates_no_duplicate_data_source_or_dashboard(bi: Bi, api: Api) -> None:
     second = bi.setup()
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
@@ -333,6 +349,11 @@ def test_every_starter_dashboard_renders_data_in_a_real_browser(bi: Bi, browser:
     seconds = open_dashboard(browser, bi.url, slug, charts)
     save_screenshot(browser, f"bi-{slug}")
     print(f"dashboard {slug}: every chart drawn after {seconds:.2f} s")
+    logged = "SELECT count(*) FROM logs WHERE action = 'log' AND json::jsonb ->> 'event_name' = 'load_chart'"
+    deadline = time.monotonic() + 30  # the page posts its event log in batches, a second or so after the charts
+    while bi.server.execute(logged, dbname="bi")[0][0] == 0:
+        assert time.monotonic() < deadline, "a logged-in browser's event log (load_chart) never reached Superset"
+        time.sleep(1)
 
 
 def test_the_live_dashboard_refreshes_itself_and_shows_new_rows(bi: Bi, browser: Any) -> None:
