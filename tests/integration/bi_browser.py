@@ -50,8 +50,10 @@ def logged_in_browser(url: str, password: str, *flags: str) -> Iterator[Any]:
 
     A login that fails is tried once more in a fresh browser, with a warning that says what the first one saw: its
     page, console and the network errors of its net log. Three times in CI a browser saw every script of the login
-    page fail (ERR_FAILED), which no run here did (README: Tests); a resource the platform itself does not serve
-    (fetched again with curl over HTTP/2) fails the test at once, and so does a second failed login."""
+    page fail (ERR_FAILED), which no run here did (README: Tests); a login undone by the login page's own event-log
+    beacon (back on the login page, its form drawn) was Superset's, fixed in superset_config.py. A resource the
+    platform itself does not serve (fetched again with curl over HTTP/2) fails the test at once, and so does a
+    second failed login."""
     for binary in (CHROMIUM, CHROMEDRIVER):
         if not binary.exists():
             pytest.fail(f"{binary} is missing: apt-get install -y chromium chromium-driver (scripts/test.sh does)")
