@@ -105,6 +105,7 @@ def deployed(build_dir: Path, prefix: str, **settings: str) -> Iterator[Platform
     env |= {"SAWMILL_BUILD_DIR": str(build_dir)} | {f"SAWMILL_{k.upper()}": v for k, v in settings.items()}
     p = Platform(build_dir=build_dir, env=env)
     assert not prefixed_objects(prefix), f"leftovers of an earlier run with prefix {prefix}: {prefixed_objects(prefix)}"
+    volumes = {v.name for v in docker.volume.list()}
     try:
         up = p.deploy("up")
         p.up_output = up.stdout + up.stderr
@@ -112,6 +113,9 @@ def deployed(build_dir: Path, prefix: str, **settings: str) -> Iterator[Platform
     finally:
         p.deploy("down", "--purge", check=False)
         assert not prefixed_objects(prefix), f"down --purge left {prefixed_objects(prefix)}"
+        # unlabelled too: an image's VOLUME gives every container without a mount there an anonymous volume
+        left = sorted({v.name for v in docker.volume.list()} - volumes)
+        assert not left, f"down --purge left volumes no label names: {left}"
 
 
 @pytest.fixture(scope="session")
