@@ -141,8 +141,9 @@ def _left_login(driver: Any, timeout: float = 60) -> None:
 
 
 def settled(driver: Any, quiet: float = 1.0, timeout: float = 30) -> None:
-    """Waits until the page shown stopped loading things (no new resource for `quiet` seconds), as after logging
-    in: a dashboard opened next would otherwise wait behind this page's own API calls in Superset's threads."""
+    """Waits until the page shown stopped loading things (no new resource for `quiet` seconds; at most `timeout`
+    seconds, then goes on), as after logging in: a dashboard opened next would otherwise wait behind this page's own
+    API calls in Superset's threads."""
     count, since = -1, time.monotonic()
     deadline = since + timeout
     while time.monotonic() < deadline:
